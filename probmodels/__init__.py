@@ -1,0 +1,19 @@
+"""probmodels: every training loss a likelihood, every regularizer a prior.
+
+Write a generative program ``x = f_theta(u) + eps`` with :func:`param` and :func:`observe`, pick a
+noise model from :mod:`probmodels.noise`, and solve the same program by MLE, MAP, a Laplace
+approximation, variational inference or NUTS with :func:`fit`; :func:`compare` sets the answers
+side by side and every :class:`Fit` converts to an ArviZ ``InferenceData``.
+
+Importing probmodels turns on JAX's 64-bit mode and its persistent compilation cache (see
+``probmodels._config``); import it before creating JAX arrays.
+"""
+
+from . import _config  # noqa: F401  (first: float64 and the compilation cache, before any array)
+from . import noise
+from .compare import compare
+from .fit import METHODS, Fit, fit
+from .program import observe, param
+
+__all__ = ["param", "observe", "noise", "fit", "Fit", "METHODS", "compare"]
+__version__ = "0.1.0"

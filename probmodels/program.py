@@ -1,0 +1,247 @@
+"""The program primitives: ``param`` and ``observe``.
+
+A probmodels program is a plain numpyro model. ``param`` is a numpyro sample site marked as a
+model parameter (so that MLE can ignore its prior with one handler); a parameter with no prior is
+a sample site with an improper flat density over its support (``dist.ImproperUniform``), so
+``trace``, ``condition`` and ``Predictive`` see it. ``observe`` is a numpyro sample site of a
+noise model bound to a prediction: simulated when ``obs`` is None, conditioned on ``obs``
+otherwise.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from .noise import Link, NoiseModel, Noisy
+
+__all__ = ["param", "observe", "as_constraint", "PARAM", "OBSERVE"]
+
+PARAM = "param"
+OBSERVE = "observe"
+_MARK = "probmodels"
+
+_SUPPORTS = {
+    "real": constraints.real,
+    "positive": constraints.positive,
+    "nonnegative": constraints.nonnegative,
+    "unit_interval": constraints.unit_interval,
+    "simplex": constraints.simplex,
+    "real_vector": constraints.real_vector,
+    "ordered_vector": constraints.ordered_vector,
+    "positive_ordered_vector": constraints.positive_ordered_vector,
+    "corr_cholesky": constraints.corr_cholesky,
+    "corr_matrix": constraints.corr_matrix,
+    "lower_cholesky": constraints.lower_cholesky,
+    "positive_definite": constraints.positive_definite,
+    "circular": constraints.circular,
+}
+
+
+def as_constraint(support, where: str = "param"):
+    """A numpyro constraint from a constraint object or its name (``"real"``, ``"positive"``, ...)."""
+    if support is None:
+        return constraints.real
+    if isinstance(support, constraints.Constraint):
+        if support.is_discrete:
+            raise ValueError(f"{where}: support {support} is discrete; parameters are continuous")
+        return support
+    if isinstance(support, str):
+        try:
+            return _SUPPORTS[support]
+        except KeyError:
+            raise ValueError(
+                f"{where}: unknown support {support!r}; use one of {', '.join(sorted(_SUPPORTS))} "
+                "or a numpyro constraint"
+            ) from None
+    raise TypeError(f"{where}: support must be a numpyro constraint or its name, got {support!r}")
+
+
+def _same_constraint(a, b) -> bool:
+    if a is b:
+        return True
+    return type(a) is type(b) and repr(a) == repr(b)
+
+
+def param(name: str, prior: dist.Distribution | None = None, *, shape=(), support=None):
+    """A model parameter ``theta``, with an optional prior.
+
+    Parameters
+    ----------
+    name : str
+        The site name; estimates, draws and tables use it (``w[0]``, ``w[1]``, ... for arrays).
+    prior : numpyro Distribution, optional
+        The prior (a regularizer for MAP; ignored by MLE). Without one the parameter is flat
+        (improper) over ``support``.
+    shape : tuple of int
+        Makes a scalar prior i.i.d. over that shape: ``param("w", dist.Normal(0, 1), shape=(d,))``.
+    support : numpyro constraint or its name, optional
+        Only without a prior (the prior's support is used otherwise): ``"real"`` (default),
+        ``"positive"``, ``"unit_interval"``, ``"simplex"``, ... A support may depend on other
+        parameters (``constraints.interval(0, 1 - alpha)``): its transform is evaluated at the
+        current values of those parameters by every solver.
+
+    Returns
+    -------
+    The parameter's value (an array of ``shape``, or the prior's shape).
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> from probmodels import param
+    >>> def program():
+    ...     slope = param("slope", prior=dist.Normal(0.0, 10.0))
+    ...     scale = param("scale", support="positive")
+    """
+    where = f"param({name!r})"
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"param: name must be a non-empty string, got {name!r}")
+    try:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+
+    if prior is None:
+        sup = as_constraint(support, where)
+        if sup.event_dim and not shape:
+            raise ValueError(
+                f"{where}: support {sup} is over vectors; give shape=(K,) for its length"
+            )
+        fn = dist.ImproperUniform(sup, (), shape)
+    else:
+        if not isinstance(prior, dist.Distribution):
+            raise TypeError(f"{where}: prior must be a numpyro distribution, got {prior!r}")
+        if prior.support.is_discrete:
+            raise ValueError(
+                f"{where}: prior {type(prior).__name__} is discrete; parameters are continuous "
+                "(sample discrete latent variables with numpyro.sample and marginalise them)"
+            )
+        if support is not None and not _same_constraint(as_constraint(support, where), prior.support):
+            raise ValueError(
+                f"{where}: support={support!r} conflicts with the prior's support "
+                f"{prior.support}; a parameter with a prior takes the prior's support"
+            )
+        fn = _shaped_prior(prior, shape, where)
+    return numpyro.sample(name, fn, infer={_MARK: PARAM})
+
+
+def _shaped_prior(prior, shape, where):
+    """The prior as one site of the requested shape (batch dims turned into event dims)."""
+    pshape = prior.batch_shape
+    if shape:
+        try:
+            target = jax.lax.broadcast_shapes(pshape, shape)
+        except ValueError:
+            target = None
+        if target != shape:
+            raise ValueError(
+                f"{where}: the prior has batch shape {pshape}, which does not broadcast to "
+                f"shape={shape}"
+            )
+        if pshape != shape:
+            prior = prior.expand(shape)
+    if prior.batch_shape:
+        prior = prior.to_event(len(prior.batch_shape))
+    return prior
+
+
+def _first_bad(mask) -> str:
+    flat = np.ravel(np.asarray(mask))
+    idx = int(np.argmax(flat))
+    return str(np.unravel_index(idx, np.shape(mask))) if np.ndim(mask) > 1 else str(idx)
+
+
+def observe(name: str, noisy, obs=None):
+    """An observation ``x``: a noise model bound to a prediction, conditioned on ``obs``.
+
+    Parameters
+    ----------
+    name : str
+        The site name (the key of ``x`` in log-likelihood tables and ArviZ groups).
+    noisy : Noisy or bound link noise model
+        ``x_hat + noise.Gaussian(scale)`` (additive noise) or ``noise.Bernoulli(logits=x_hat)``
+        (a link).
+    obs : array, optional
+        The observed ``x``. With ``None`` the noise is sampled and the simulated ``x`` returned.
+
+    Returns
+    -------
+    ``obs``, or the simulated ``x``.
+
+    Examples
+    --------
+    >>> from probmodels import observe, noise
+    >>> def program(u, x=None):
+    ...     return observe("x", 1.0 + 2.0 * u + noise.Gaussian(0.5), obs=x)
+    """
+    where = f"observe({name!r})"
+    if isinstance(noisy, Noisy):
+        d = noisy.distribution()
+    elif isinstance(noisy, Link):
+        if noisy.x_hat is None:
+            raise ValueError(
+                f"{where}: noise.{type(noisy).__name__}() has no prediction; write "
+                f"noise.{type(noisy).__name__}({noisy._link_arg}=x_hat)"
+            )
+        d = noisy.distribution()
+    elif isinstance(noisy, NoiseModel):
+        raise TypeError(
+            f"{where}: {noisy!r} is not bound to a prediction; write x_hat + {noisy!r}"
+        )
+    else:
+        raise TypeError(
+            f"{where}: expected a noise model bound to a prediction (x_hat + noise.Gaussian(s) or "
+            f"noise.Bernoulli(logits=x_hat)), got {type(noisy).__name__}"
+        )
+    if obs is not None:
+        d = _fit_to_obs(d, obs, where)
+    return numpyro.sample(name, d, obs=obs, infer={_MARK: OBSERVE})
+
+
+def _fit_to_obs(d, obs, where):
+    """Check ``obs`` against the noise distribution and expand a constant prediction over it."""
+    obs_shape = jnp.shape(obs)
+    d_shape = d.batch_shape + d.event_shape
+    if obs_shape != d_shape:
+        try:
+            target = jax.lax.broadcast_shapes(d_shape, obs_shape)
+        except ValueError:
+            target = None
+        if target != obs_shape or len(obs_shape) < len(d.event_shape):
+            raise ValueError(
+                f"{where}: obs has shape {obs_shape} but the prediction gives shape {d_shape}; "
+                "they must match (or the prediction broadcast to obs); check for a stray axis "
+                "such as (N, 1) against (N,)"
+            )
+        d = d.expand(obs_shape[: len(obs_shape) - len(d.event_shape)])
+    if not isinstance(obs, jax.core.Tracer):
+        arr = np.asarray(obs)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: obs must be numeric, got dtype {arr.dtype}")
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise ValueError(
+                    f"{where}: {int(bad.sum())} non-finite values (NaN or inf) in obs (first at "
+                    f"index {_first_bad(bad)}); drop or impute them"
+                )
+        ok = d.support(jnp.asarray(obs))
+        if isinstance(ok, jax.core.Tracer):  # under a trace: checked once, at the prototype trace
+            return d
+        ok = np.asarray(ok)
+        if ok.shape != arr.shape[: ok.ndim]:
+            ok = np.broadcast_to(ok, arr.shape[: ok.ndim])
+        if not ok.all():
+            n_bad = int((~ok).sum())
+            idx = _first_bad(~ok)
+            raise ValueError(
+                f"{where}: {n_bad} values of obs lie outside the support of the noise model "
+                f"({d.support}), first at index {idx}"
+            )
+    return d

@@ -1,0 +1,149 @@
+"""What every solver shares: the result record, option checking, the Hessian's inverse with its
+failure modes named, Gaussian draws mapped to the natural space, timing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._config import compile_seconds
+from ._objective import Objective
+
+__all__ = [
+    "SolverResult",
+    "check_options",
+    "Timer",
+    "inverse_hessian",
+    "natural_moments",
+    "gaussian_draws",
+    "split_flat",
+    "format_labels",
+]
+
+
+@dataclass
+class SolverResult:
+    """What a solver hands to :class:`probmodels.Fit` (plain numpy arrays)."""
+
+    method: str
+    estimate: dict
+    stderr: dict
+    draws: dict | None
+    zdraws: np.ndarray | None
+    diagnostics: dict
+    objective: Objective
+    sample_stats: dict | None = None
+    attrs: dict = field(default_factory=dict)
+    cov: np.ndarray | None = None  # natural-space covariance of the point fits (flat, site order)
+
+
+def check_options(method: str, options: dict, defaults: dict) -> dict:
+    """The solver's options with defaults filled in; an unknown option is an error."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"fit(method={method!r}): unknown option(s) {unknown}; {method} takes "
+            f"{sorted(defaults)}"
+        )
+    return {**defaults, **options}
+
+
+class Timer:
+    """Wall time and JAX compile time (trace + lower + compile) of a block."""
+
+    def __enter__(self):
+        self._c0 = compile_seconds()[0]
+        self._n0 = compile_seconds()[1]
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_s = time.perf_counter() - self._t0
+        self.compile_s = compile_seconds()[0] - self._c0
+        self.n_compiles = compile_seconds()[1] - self._n0
+        self.run_s = max(self.wall_s - self.compile_s, 0.0)
+        return False
+
+
+def format_labels(labels) -> str:
+    seen = []
+    for lab in labels:
+        if lab not in seen:
+            seen.append(lab)
+    return ", ".join(seen)
+
+
+def inverse_hessian(obj: Objective, h: np.ndarray):
+    """Invert the Hessian of ``-log p`` in the unconstrained space, naming what fails.
+
+    The Hessian is first scaled to unit diagonal (so that parameters on wildly different scales
+    are not mistaken for unidentified ones); directions whose scaled eigenvalue is below
+    ``1e-10`` (relative) are singular, below ``-1e-10`` negative. Coordinates that load on such a
+    direction get NaN variances; the rest come from the pseudo-inverse, which is exact for the
+    identified (estimable) coordinates.
+
+    Returns
+    -------
+    cov : (D, D) array with NaN rows/columns for the failing coordinates
+    singular, negative : lists of coordinate labels
+    """
+    h = 0.5 * (np.asarray(h) + np.asarray(h).T)
+    d = np.diag(h).copy()
+    flat = ~(d > 0)
+    s = np.where(flat, 1.0, 1.0 / np.sqrt(np.where(flat, 1.0, d)))
+    hs = h * s[:, None] * s[None, :]
+    hs[flat, :] = 0.0
+    hs[:, flat] = 0.0
+    evals, evecs = np.linalg.eigh(hs)
+    top = max(np.max(np.abs(evals)), 1e-300)
+    tol = 1e-10 * top
+    null = np.abs(evals) <= tol
+    neg = evals < -tol
+    good = ~(null | neg)
+    inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T
+    cov = inv * s[:, None] * s[None, :]
+    loads = lambda mask: np.any(np.abs(evecs[:, mask]) > 1e-3, axis=1) if mask.any() else np.zeros(len(d), bool)  # noqa: E731
+    sing = (loads(null) | flat) & ~loads(neg)
+    negc = loads(neg)
+    bad = sing | negc
+    cov[bad, :] = np.nan
+    cov[:, bad] = np.nan
+    labels = obj.labels
+    return cov, [labels[i] for i in np.flatnonzero(sing)], [labels[i] for i in np.flatnonzero(negc)]
+
+
+def split_flat(obj: Objective, flat, lead=()):
+    """A flat natural vector (site order) back into a dict of arrays."""
+    out, i = {}, 0
+    for s in obj.sites:
+        n = int(np.prod(s["shape"], dtype=int))
+        out[s["name"]] = np.asarray(flat[..., i : i + n]).reshape(lead + s["shape"])
+        i += n
+    return out
+
+
+def natural_moments(obj: Objective, z, cov_z):
+    """Natural-space estimate and covariance by the delta method: ``J cov_z J^T``, ``J = dT/dz``."""
+    jac = np.asarray(obj.fns["natural_jacobian"](jnp.asarray(z), obj.arrays))
+    cov = jac @ np.nan_to_num(cov_z) @ jac.T
+    # A NaN coordinate of z poisons every natural coordinate that depends on it.
+    nan_z = np.isnan(np.diag(cov_z))
+    poisoned = np.any(np.abs(jac[:, nan_z]) > 0, axis=1) if nan_z.any() else np.zeros(jac.shape[0], bool)
+    cov[poisoned, :] = np.nan
+    cov[:, poisoned] = np.nan
+    return cov
+
+
+def gaussian_draws(obj: Objective, z, cov_z, n: int, seed: int):
+    """``n`` draws from ``N(z, cov_z)`` mapped to the natural space, as ``(1, n, ...)`` arrays."""
+    key = jax.random.PRNGKey(seed)
+    chol = np.linalg.cholesky(0.5 * (cov_z + cov_z.T))
+    eps = np.asarray(jax.random.normal(key, (n, len(z))))
+    zs = np.asarray(z)[None, :] + eps @ chol.T
+    nat = obj.natural_draws(jnp.asarray(zs))
+    draws = {k: np.asarray(v)[None] for k, v in nat.items()}
+    return zs[None], draws

@@ -1,0 +1,544 @@
+"""The objective builder every solver shares.
+
+``Objective(model, data, init)`` validates the data, traces the program once (the *prototype
+trace*, at the initial values) and lays the latent sites out as one flat unconstrained vector
+``z``. Its jitted functions take ``(z, data_arrays)`` as arguments, so a second fit of the same
+program on new data of the same shapes compiles nothing new; they are built once per program,
+static data and layout, and kept in a module-level cache.
+
+The log density is one function with two switches, each a numpyro handler over the unchanged
+program:
+
+* ``priors=False`` (MLE): every ``param`` prior is replaced by a flat density over its support;
+* ``jacobian=True`` (Laplace, VI, NUTS, ``map(jacobian=True)``): the log-determinant of the
+  unconstrained -> natural transform is added, as in numpyro's ``potential_energy``.
+
+The transform of every site is ``biject_to(site.support)`` evaluated *in the current trace*, so a
+support that depends on another parameter (``interval(0, 1 - alpha)``) moves with it.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import log_density
+from numpyro.primitives import Messenger
+
+from ..program import _MARK, OBSERVE, PARAM
+
+__all__ = ["Objective", "trace_count"]
+
+_CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
+_CACHE_SIZE = 128
+_TRACES: collections.Counter = collections.Counter()
+
+
+def trace_count(model=None) -> int:
+    """How many times the log density of ``model`` (or of every program) has been traced by JAX."""
+    if model is None:
+        return sum(_TRACES.values())
+    return sum(v for k, v in _TRACES.items() if k[0] is model)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _split_data(model, data):
+    """Check ``data`` against the program's signature; split it into arrays (traced) and the
+    rest (static: ints, strings, None, ... are part of the compile key)."""
+    name = getattr(model, "__name__", repr(model))
+    if not callable(model):
+        raise TypeError(f"fit: the model must be a callable program, got {type(model).__name__}")
+    if not isinstance(data, dict):
+        raise TypeError(f"fit({name}): data must be a dict of the program's keyword arguments")
+    sig = inspect.signature(model)
+    params = sig.parameters
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if not has_var_kw:
+        unknown = [k for k in data if k not in params]
+        if unknown:
+            raise ValueError(
+                f"fit({name}): data has key(s) {unknown} that the program does not take; "
+                f"its arguments are {list(params)}"
+            )
+    missing = [
+        k
+        for k, p in params.items()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in data
+    ]
+    if missing:
+        raise ValueError(f"fit({name}): the program needs {missing}, which data does not give")
+
+    static, arrays = {}, {}
+    for k, v in data.items():
+        if isinstance(v, (bool, int, str, type(None), np.integer)) and not isinstance(v, np.ndarray):
+            static[k] = v
+            continue
+        if isinstance(v, (float, np.floating)):
+            v = np.asarray(v, dtype=np.float64)
+        try:
+            arr = np.asarray(v)
+        except Exception:
+            raise TypeError(f"fit({name}): data[{k!r}] is not an array ({type(v).__name__})") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(
+                f"fit({name}): data[{k!r}] has dtype {arr.dtype}; data arrays must be numeric "
+                "(encode categories as integers)"
+            )
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                first = np.unravel_index(int(np.argmax(bad)), arr.shape) if arr.ndim else ()
+                first = first[0] if len(first) == 1 else first
+                raise ValueError(
+                    f"fit({name}): data[{k!r}] has {int(bad.sum())} non-finite values (NaN or "
+                    f"inf), first at index {first}; drop or impute them"
+                )
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind == "b":
+            arr = arr.astype(np.int64)
+        arrays[k] = jnp.asarray(arr)
+    return static, arrays
+
+
+def _static_key(static):
+    items = []
+    for k, v in sorted(static.items()):
+        try:
+            hash(v)
+            items.append((k, v))
+        except TypeError:
+            items.append((k, ("id", id(v))))
+    return tuple(items)
+
+
+# ---------------------------------------------------------------------------------------------
+# handlers
+
+
+def _base(fn):
+    while isinstance(fn, (dist.Independent, dist.ExpandedDistribution)):
+        fn = fn.base_dist
+    return fn
+
+
+def _is_flat(fn) -> bool:
+    return isinstance(_base(fn), dist.ImproperUniform)
+
+
+def _median(fn):
+    """The prior's median (traceable): ``icdf(0.5)`` where it is finite and in the support, else
+    the mean, else the median of 101 seeded draws."""
+    base = _base(fn)
+    shape = fn.batch_shape + fn.event_shape
+    candidates = []
+    if not base.event_shape:
+        try:
+            candidates.append(base.icdf(jnp.asarray(0.5)))
+        except (NotImplementedError, AttributeError, TypeError, ImportError):
+            pass
+    try:
+        candidates.append(base.mean)
+    except (NotImplementedError, AttributeError):
+        pass
+    draws = base.sample(jax.random.PRNGKey(0), (101,))
+    fallback = jnp.median(draws, axis=0) if not base.event_shape else draws[0]
+    value = fallback
+    for c in reversed(candidates):
+        c = jnp.broadcast_to(jnp.asarray(c, dtype=jnp.float64), fallback.shape)
+        ok = jnp.all(jnp.isfinite(c)) & jnp.all(base.support(c))
+        value = jnp.where(ok, c, value)
+    return jnp.broadcast_to(value, shape)
+
+
+class _Initial(Messenger):
+    """Sets every latent site of the prototype trace: ``init`` values (natural space), else the
+    prior's median, else 0 on the unconstrained scale (flat priors). Traceable: whether an
+    ``init`` value lies in its support is recorded in ``checks`` for the caller."""
+
+    def __init__(self, fn, init):
+        self.init = init
+        self.used = set()
+        self.checks = {}
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
+            return
+        name, fn = msg["name"], msg["fn"]
+        if msg["infer"].get(_MARK) == OBSERVE:
+            raise ValueError(
+                f"fit: observe({name!r}) has no observations (obs=None); pass them in data"
+            )
+        if fn.support.is_discrete:
+            raise ValueError(
+                f"fit: site {name!r} is a discrete latent variable; marginalise it out of the "
+                "program (probmodels solvers work on continuous parameters)"
+            )
+        shape = fn.batch_shape + fn.event_shape
+        if name in self.init:
+            self.used.add(name)
+            try:
+                value = jnp.broadcast_to(jnp.asarray(self.init[name], dtype=jnp.float64), shape)
+            except ValueError:
+                raise ValueError(
+                    f"init[{name!r}]: shape {jnp.shape(self.init[name])} does not fit the "
+                    f"parameter's shape {shape}"
+                ) from None
+            self.checks[f"init:{name}"] = jnp.all(fn.support(value))
+        elif _is_flat(fn):
+            t = biject_to(fn.support)
+            value = t(jnp.zeros(t.inverse_shape(shape)))
+        else:
+            value = _median(fn)
+        msg["value"] = value
+
+
+def _prototype(model, static, init_names):
+    """The prototype trace as one jitted function of the data arrays and ``init`` values.
+
+    Returns ``(run, info)``: ``run(arrays, init) -> (z0 per site, observed values, checks)``;
+    ``info`` (filled when JAX traces ``run``) holds the layout: latent sites with their shapes,
+    flags and supports, the observed sites, deterministic sites and which ``init`` names matched.
+    """
+    info = {}
+
+    def run(arrays, init):
+        tracer = _Initial(model, init)
+        tr = handlers.trace(handlers.seed(tracer, 0)).get_trace(**static, **arrays)
+        sites, z0, observed, checks = [], {}, {}, dict(tracer.checks)
+        discrete, event_dims = {}, {}
+        for name, site in tr.items():
+            if site["type"] != "sample":
+                continue
+            fn = site["fn"]
+            if site["is_observed"]:
+                if _is_loglik_site(site):
+                    observed[name] = site["value"]
+                    discrete[name] = bool(fn.support.is_discrete)
+                    event_dims[name] = len(fn.event_shape)
+                    checks[f"obs:{name}"] = fn.support(site["value"])
+                continue
+            z = biject_to(fn.support).inv(site["value"])
+            z0[name] = z
+            checks[f"z0:{name}"] = jnp.all(jnp.isfinite(z))
+            sites.append(
+                dict(
+                    name=name,
+                    shape=tuple(jnp.shape(site["value"])),
+                    zshape=tuple(jnp.shape(z)),
+                    param=site["infer"].get(_MARK) == PARAM,
+                    flat=_is_flat(fn),
+                    support=fn.support,
+                    prior=type(_base(fn)).__name__,
+                )
+            )
+        info.update(
+            sites=sites,
+            discrete=discrete,
+            n_obs={k: int(np.prod(tr[k]["fn"].batch_shape, dtype=int)) for k in observed},
+            deterministic=[k for k, v in tr.items() if v["type"] == "deterministic"],
+            used=set(tracer.used),
+            latent_names=[k for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]],
+        )
+        return z0, observed, checks
+
+    return jax.jit(run), info
+
+
+_PROTOTYPES: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+
+
+class _FlatPriors(Messenger):
+    """MLE: replace ``param`` priors (all, or only those named in ``only``) by a flat density over
+    the same support; the log density then has no prior term for them."""
+
+    def __init__(self, fn=None, only=None):
+        self.only = only
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        if msg["infer"].get(_MARK) != PARAM:
+            return
+        if self.only is not None and msg["name"] not in self.only:
+            return
+        fn = msg["fn"]
+        msg["fn"] = dist.ImproperUniform(fn.support, fn.batch_shape, fn.event_shape)
+
+
+def _natural_value(z, jacobian, site):
+    """substitute_fn: the site's natural value ``T(z)``, with ``T`` from its current support."""
+    name = site["name"]
+    if site["type"] != "sample" or site["is_observed"] or name not in z:
+        return None
+    fn = site["fn"]
+    t = biject_to(fn.support)
+    value = t(z[name])
+    if jacobian and not _is_real(fn.support):
+        log_det = t.log_abs_det_jacobian(z[name], value)
+        extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
+        if extra > 0:
+            log_det = jnp.sum(log_det, axis=tuple(range(-extra, 0)))
+        numpyro.factor(f"_{name}_log_det", log_det)
+    return value
+
+
+def _is_real(support) -> bool:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real or support is constraints.real_vector
+
+
+def _is_loglik_site(site) -> bool:
+    return (
+        site["type"] == "sample"
+        and site["is_observed"]
+        and not isinstance(site["fn"], dist.Unit)
+        and not site["name"].startswith("_")
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the objective
+
+
+class Objective:
+    """A program and its data, laid out for the solvers.
+
+    Attributes
+    ----------
+    name : str
+        The program's name.
+    static, arrays : dict
+        Non-array data (part of the compile key) and array data (traced arguments).
+    sites : list of dict
+        One entry per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
+        (unconstrained), ``param`` (a ``param`` site), ``flat`` (no prior), ``support``.
+    observed : dict
+        Observed sites: name -> observed array.
+    z0 : array
+        The flat unconstrained starting point.
+    labels : list of str
+        A label per coordinate of ``z`` (``w[3]``; for constrained vector sites the unconstrained
+        coordinates are labelled by their index too).
+    """
+
+    def __init__(self, model, data, init=None):
+        self.model = model
+        self.name = getattr(model, "__name__", repr(model))
+        self.static, self.arrays = _split_data(model, data)
+        init = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in dict(init or {}).items()}
+
+        # The prototype trace: one compiled call per program, static data, init names and data
+        # shapes (an eager trace would compile every small operation of the program separately).
+        signature = tuple((k, v.shape, v.dtype.name) for k, v in sorted(self.arrays.items()))
+        init_sig = tuple((k, v.shape) for k, v in sorted(init.items()))
+        pkey = (model, _static_key(self.static), init_sig, signature)
+        if pkey not in _PROTOTYPES:
+            _PROTOTYPES[pkey] = _prototype(model, self.static, tuple(sorted(init)))
+            while len(_PROTOTYPES) > _CACHE_SIZE:
+                _PROTOTYPES.popitem(last=False)
+        run, info = _PROTOTYPES[pkey]
+        z0, observed, checks = run(self.arrays, init)
+        unused = set(init) - info["used"]
+        if unused:
+            raise ValueError(
+                f"init: {sorted(unused)} are not latent sites of {self.name}; its parameters are "
+                f"{info['latent_names']}"
+            )
+        self._check(checks, observed, init)
+
+        self.sites = info["sites"]
+        self.observed = {k: np.asarray(v) for k, v in observed.items()}
+        self.discrete = info["discrete"]
+        self.deterministic = info["deterministic"]
+        self.n_obs = int(sum(info["n_obs"].values()))
+        if not self.observed:
+            raise ValueError(f"fit({self.name}): the program observes nothing (no observe(..., obs=x))")
+        if not self.sites:
+            raise ValueError(f"fit({self.name}): the program has no parameters to fit")
+
+        # ravel_pytree sorts dict keys; a list keeps z in trace order (labels, tables, warnings).
+        names = [s["name"] for s in self.sites]
+        self.z0, unravel_list = ravel_pytree([z0[k] for k in names])
+        self._unravel = _DictUnravel(unravel_list, tuple(names))
+        self.dim = int(self.z0.size)
+        # A label per coordinate of z; coordinates of a constrained vector site (a simplex has
+        # K - 1 of them) are labelled by the site.
+        self.labels = []
+        for s in self.sites:
+            if s["zshape"] == s["shape"]:
+                self.labels += self.site_labels(s["name"], s["shape"])
+            else:
+                self.labels += [s["name"]] * int(np.prod(s["zshape"], dtype=int))
+
+        layout = tuple((s["name"], s["shape"], s["zshape"]) for s in self.sites)
+        self.key = (model, _static_key(self.static), layout)
+        self.fns = _functions(self.key, model, self.static, self._unravel, names)
+
+        # A finite log density at the start, or an error that names the site.
+        lp = self.fns["log_joint"](self.z0, self.arrays, priors=True, jacobian=True)
+        if not bool(jnp.isfinite(lp)):
+            raise ValueError(self._explain_nonfinite(self.z0) + "; give init={...} where it is finite")
+
+    def _check(self, checks, observed, init):
+        """Errors for what the prototype trace found: init values or observations outside their
+        support, starting values on a boundary."""
+        for key, ok in checks.items():
+            kind, name = key.split(":", 1)
+            ok = np.asarray(ok)
+            if ok.all():
+                continue
+            if kind == "init":
+                raise ValueError(f"init[{name!r}] = {np.asarray(init[name])} lies outside the parameter's support")
+            if kind == "z0":
+                raise ValueError(
+                    f"{self.name}: the starting value of {name!r} is on the boundary of its "
+                    f"support; give init={{{name!r}: ...}} inside it"
+                )
+            bad = ~np.broadcast_to(ok, np.shape(observed[name])[: ok.ndim])
+            idx = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.ndim else ()
+            idx = idx[0] if len(idx) == 1 else idx
+            raise ValueError(
+                f"observe({name!r}): {int(bad.sum())} values of obs lie outside the support of "
+                f"the noise model, first at index {idx} "
+                f"(value {np.asarray(observed[name])[idx] if bad.ndim else np.asarray(observed[name])})"
+            )
+
+    # -- helpers on one point -----------------------------------------------------------------
+
+    def unravel(self, z):
+        return self._unravel(z)
+
+    def natural(self, z):
+        """Natural-space values (latent and deterministic sites) at one unconstrained point."""
+        return self.fns["natural"](z, self.arrays)
+
+    def natural_draws(self, zs):
+        """Natural-space values at a batch of points (leading axis)."""
+        return self.fns["natural_batch"](zs, self.arrays)
+
+    def site_labels(self, name, shape):
+        if shape == ():
+            return [name]
+        return [f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+
+    def _explain_nonfinite(self, z):
+        """Which site makes the log density non-finite at ``z``."""
+        zd = self._unravel(z)
+        m = handlers.substitute(self.model, substitute_fn=partial(_natural_value, zd, False))
+        with numpyro.validation_enabled(False):
+            tr = handlers.trace(m).get_trace(**self.static, **self.arrays)
+        for name, s in tr.items():
+            if s["type"] != "sample":
+                continue
+            lp = jnp.sum(s["fn"].log_prob(s["value"]))
+            if not bool(jnp.isfinite(lp)):
+                what = "observation" if s["is_observed"] else "parameter"
+                return (
+                    f"{self.name}: the log density of {what} site {name!r} is {float(lp)} at the "
+                    "starting values"
+                )
+        return f"{self.name}: the log density is not finite at the starting values"
+
+    def init_from(self, values):
+        """The flat unconstrained point for natural ``values`` (a dict over all latent sites)."""
+        z = {}
+        m = handlers.substitute(self.model, data=values)
+        tr = handlers.trace(handlers.seed(m, 0)).get_trace(**self.static, **self.arrays)
+        for s in self.sites:
+            site = tr[s["name"]]
+            z[s["name"]] = biject_to(site["fn"].support).inv(site["value"])
+        return ravel_pytree([z[s["name"]] for s in self.sites])[0]
+
+
+class _DictUnravel:
+    """Flat z -> {site: unconstrained array}, in trace order."""
+
+    def __init__(self, unravel_list, names):
+        self._unravel, self.names = unravel_list, names
+
+    def __call__(self, z_flat):
+        return dict(zip(self.names, self._unravel(z_flat)))
+
+
+def _log_joint(model, static, unravel, key, z_flat, arrays, *, priors=True, jacobian=True, drop=()):
+    _TRACES[key] += 1  # runs only when JAX traces this function
+    z = unravel(z_flat)
+    m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
+    if not priors:
+        m = _FlatPriors(m)
+    elif drop:
+        m = _FlatPriors(m, only=frozenset(drop))
+    # block: the program's sites stay invisible to handlers outside (SVI's and MCMC's own
+    # trace and substitute see only the unconstrained model's "z").
+    with handlers.block():
+        logp, _ = log_density(m, (), {**static, **arrays}, {})
+    return logp
+
+
+def _trace_at(model, static, unravel, z_flat, arrays):
+    z = unravel(z_flat)
+    m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, False))
+    with handlers.block():
+        return handlers.trace(m).get_trace(**static, **arrays)
+
+
+def _natural(model, static, unravel, z_flat, arrays):
+    tr = _trace_at(model, static, unravel, z_flat, arrays)
+    return {
+        k: s["value"]
+        for k, s in tr.items()
+        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
+    }
+
+
+def _pointwise(model, static, unravel, z_flat, arrays):
+    """Per-observation log-likelihood of every observed site (shape: the site's batch shape)."""
+    tr = _trace_at(model, static, unravel, z_flat, arrays)
+    return {k: s["fn"].log_prob(s["value"]) for k, s in tr.items() if _is_loglik_site(s)}
+
+
+def _functions(key, model, static, unravel, names):
+    """The jitted functions of one program/static-data/layout, built once and cached."""
+    fns = _CACHE.get(key)
+    if fns is not None:
+        _CACHE.move_to_end(key)
+        return fns
+    log_joint = partial(_log_joint, model, static, unravel, key)
+    natural = partial(_natural, model, static, unravel)
+    pointwise = partial(_pointwise, model, static, unravel)
+
+    def flat_pointwise(z, arrays):
+        return jnp.concatenate([jnp.ravel(v) for v in pointwise(z, arrays).values()])
+
+    fns = dict(
+        log_joint_raw=log_joint,
+        log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop")),
+        natural=jax.jit(natural),
+        natural_batch=jax.jit(jax.vmap(natural, in_axes=(0, None))),
+        pointwise_batch=jax.jit(jax.vmap(pointwise, in_axes=(0, None))),
+        scores=jax.jit(jax.jacfwd(flat_pointwise)),
+        natural_jacobian=jax.jit(
+            jax.jacfwd(lambda z, a: jnp.concatenate([jnp.ravel(natural(z, a)[k]) for k in names]))
+        ),
+        solvers={},
+    )
+    _CACHE[key] = fns
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return fns

@@ -1,0 +1,133 @@
+"""The Laplace approximation: a Gaussian at the mode of the unconstrained posterior.
+
+``q(z) = N(z_hat, H^-1)`` with ``z_hat`` the mode of ``log p(x, T(z)) + log|dT/dz|`` (the
+log-Jacobian is part of that density, as in Stan's ``laplace``) and ``H`` its Hessian there;
+draws are mapped back to the natural space. Exact when the posterior of ``z`` is Gaussian.
+Where a parameter's transform is the identity, the estimate and standard error are q's exact
+mean and sd; elsewhere they come from the mapped draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import SolverResult, check_options, format_labels, gaussian_draws, inverse_hessian, split_flat
+from ._objective import Objective
+from ._optimize import STATUS
+from .point import POINT_DEFAULTS, optimize
+
+__all__ = ["solve_laplace", "laplace_q", "identity_mask"]
+
+LAPLACE_DEFAULTS = dict(init=None, seed=0, draws=4000, gtol=1e-9, max_iter=None, optimizer="auto")
+
+
+def identity_mask(obj: Objective) -> np.ndarray:
+    """Per natural coordinate (site order): is the site's transform the identity?"""
+    from ._objective import _is_real
+
+    out = []
+    for s in obj.sites:
+        out += [_is_real(s["support"]) and s["zshape"] == s["shape"]] * int(np.prod(s["shape"], dtype=int))
+    return np.asarray(out, bool)
+
+
+def laplace_q(obj: Objective, opts: dict, method: str):
+    """The mode and inverse Hessian of the unconstrained posterior, with what went wrong."""
+    popts = {**POINT_DEFAULTS, **{k: v for k, v in opts.items() if k in POINT_DEFAULTS}}
+    res, h, fns, (drop, lam, center), timer, notes, kind = optimize(
+        obj, priors=True, jacobian=True, opts=popts, method=method
+    )
+    warnings = list(notes)
+    ok = int(res.status) == 0
+    if not ok:
+        warnings.append(
+            f"the mode search stopped after {int(res.n_iter)} iterations: {STATUS[int(res.status)]} "
+            f"(largest gradient entry {float(res.grad_norm):.3g}); the Gaussian is centred at a "
+            "point that is not the mode. Give init=... or max_iter=..."
+        )
+    cov = None
+    if h is None:
+        warnings.append(f"{obj.dim} unconstrained parameters: too many for a dense Hessian")
+        ok = False
+    else:
+        cov, singular, negative = inverse_hessian(obj, h)
+        if singular or negative:
+            ok = False
+            parts = []
+            if singular:
+                parts.append(f"singular along {format_labels(singular)} (not identified)")
+            if negative:
+                parts.append(f"not positive definite along {format_labels(negative)} (the point is no maximum)")
+            warnings.append(
+                "the Hessian of the log posterior at the mode is " + " and ".join(parts)
+                + ": there is no Gaussian approximation, and no draws are returned. Add a "
+                "proper prior or reparameterise"
+            )
+            cov = None
+    if drop:
+        kink = (lam > 0) & (res.z == center)
+        if kink.any():
+            warnings.append(
+                f"{format_labels([obj.labels[i] for i in np.flatnonzero(kink)])} sit at the kink "
+                "of their Laplace prior; the Gaussian approximation ignores the kink and is poor there"
+            )
+    return res, cov, ok, warnings, timer, kind
+
+
+def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
+    opts = check_options(method, options, LAPLACE_DEFAULTS)
+    res, cov, ok, warnings, timer, kind = laplace_q(obj, opts, method)
+    z = res.z
+    zdraws = draws = None
+    natural_mode = {k: np.asarray(v) for k, v in obj.natural(z).items()}
+    estimate = {s["name"]: natural_mode[s["name"]] for s in obj.sites}
+    stderr = {k: np.full(np.shape(v), np.nan) for k, v in estimate.items()}
+    if cov is not None:
+        zdraws, draws = gaussian_draws(obj, z, cov, int(opts["draws"]), int(opts["seed"]))
+        ident = identity_mask(obj)
+        mean_d = {s["name"]: draws[s["name"]][0].mean(axis=0) for s in obj.sites}
+        sd_d = {s["name"]: draws[s["name"]][0].std(axis=0, ddof=1) for s in obj.sites}
+        exact_mean = split_flat(obj, np.where(ident, _flat_natural(obj, z), np.nan))
+        exact_sd = split_flat(obj, np.where(ident, _zsd_as_natural(obj, cov), np.nan))
+        for s in obj.sites:
+            k = s["name"]
+            estimate[k] = np.where(np.isnan(exact_mean[k]), mean_d[k], exact_mean[k])
+            stderr[k] = np.where(np.isnan(exact_sd[k]), sd_d[k], exact_sd[k])
+    diagnostics = dict(
+        converged=bool(ok),
+        warnings=warnings,
+        iterations=int(res.n_iter),
+        grad_norm=float(res.grad_norm),
+        optimizer=kind,
+        mode=natural_mode,
+        compile_s=timer.compile_s,
+        run_s=timer.run_s,
+        wall_s=timer.wall_s,
+    )
+    return SolverResult(
+        method=method,
+        estimate=estimate,
+        stderr=stderr,
+        draws=draws,
+        zdraws=zdraws,
+        diagnostics=diagnostics,
+        objective=obj,
+        attrs=dict(posterior_kind="Laplace approximation: N(mode, inverse Hessian) in the unconstrained space"),
+    )
+
+
+def _flat_natural(obj, z):
+    nat = obj.natural(z)
+    return np.concatenate([np.ravel(np.asarray(nat[s["name"]])) for s in obj.sites])
+
+
+def _zsd_as_natural(obj, cov):
+    """sqrt(diag(cov_z)) placed on natural coordinates (meaningful only where T is the identity)."""
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    out, i = [], 0
+    for s in obj.sites:
+        nz = int(np.prod(s["zshape"], dtype=int))
+        nn = int(np.prod(s["shape"], dtype=int))
+        out.append(sd[i : i + nz] if nz == nn else np.full(nn, np.nan))
+        i += nz
+    return np.concatenate(out)

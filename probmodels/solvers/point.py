@@ -1,0 +1,378 @@
+"""Point solvers: the mode of the likelihood (MLE) or of the posterior density (MAP).
+
+Both optimise in the unconstrained space ``z`` (so supports are never left) but, unless
+``jacobian=True``, *without* the log-Jacobian: the mode found is the mode in the natural space
+(the MLE of a Gaussian scale is ``sqrt(RSS / N)`` exactly). Standard errors come from the inverse
+observed information in the natural space (the delta method through the transform, exact at a
+stationary point), or from the Huber-White sandwich with ``stderr="sandwich"``.
+
+Laplace priors on real parameters with fixed location and scale are not smoothed: they enter as an
+L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of the lasso.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from ._common import (
+    SolverResult,
+    Timer,
+    check_options,
+    format_labels,
+    gaussian_draws,
+    inverse_hessian,
+    natural_moments,
+    split_flat,
+)
+from ._objective import Objective, _base, _is_real
+from ._optimize import STATUS, lbfgs, newton
+
+__all__ = ["solve_point", "optimize", "POINT_DEFAULTS"]
+
+POINT_DEFAULTS = dict(
+    init=None,
+    seed=0,
+    gtol=1e-9,
+    max_iter=None,
+    optimizer="auto",
+    stderr="observed",
+    draws=4000,
+    jacobian=False,
+)
+_NEWTON_MAX_DIM = 400
+_HESSIAN_MAX_DIM = 3000
+
+
+# ---------------------------------------------------------------------------------------------
+# the L1 part of Laplace priors
+
+
+def _l1_terms(obj: Objective):
+    """Laplace priors on ``param`` sites with constant location and scale, as L1 weights on z.
+
+    Returns (names, lam, center, learned): ``learned`` names the Laplace priors whose location or
+    scale is computed from other parameters (these stay in the smooth part).
+    """
+    names = [
+        s["name"] for s in obj.sites if s["param"] and s["prior"] == "Laplace" and _is_real(s["support"])
+    ]
+    lam, center = np.zeros(obj.dim), np.zeros(obj.dim)
+    if not names:
+        return (), lam, center, []
+    values, jac = _laplace_fns(obj, tuple(names))
+    z0 = obj.z0
+    at = values(z0, obj.arrays)
+    moved = [jac(z0, obj.arrays), jac(z0 + 0.37, obj.arrays)]
+    learned = [n for n in names if any(np.any(np.asarray(j[n][i]) != 0) for j in moved for i in (0, 1))]
+    offsets = np.cumsum([0] + [int(np.prod(s["zshape"], dtype=int)) for s in obj.sites])
+    where = {s["name"]: offsets[k] for k, s in enumerate(obj.sites)}
+    fixed = []
+    for n in names:
+        if n in learned:
+            continue
+        loc, scale = (np.ravel(np.asarray(a)) for a in at[n])
+        lam[where[n] : where[n] + loc.size] = 1.0 / scale
+        center[where[n] : where[n] + loc.size] = loc
+        fixed.append(n)
+    return tuple(fixed), lam, center, learned
+
+
+def _laplace_fns(obj: Objective, names: tuple):
+    """Jitted (loc, scale) of the named Laplace priors at z, and their derivatives in z."""
+    key = ("laplace_priors", names)
+    cache = obj.fns["solvers"]
+    if key not in cache:
+        from ._objective import _trace_at
+
+        shapes = {s["name"]: s["shape"] for s in obj.sites}
+
+        def f(z, arrays):
+            tr = _trace_at(obj.model, obj.static, obj.unravel, z, arrays)
+            out = {}
+            for n in names:
+                b = _base(tr[n]["fn"])
+                out[n] = (jnp.broadcast_to(b.loc, shapes[n]), jnp.broadcast_to(b.scale, shapes[n]))
+            return out
+
+        cache[key] = (jax.jit(f), jax.jit(jax.jacfwd(f)))
+    return cache[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimisation
+
+
+def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool):
+    key = (kind, priors, jacobian, drop, has_l1)
+    solvers = obj.fns["solvers"]
+    if key not in solvers:
+        raw = obj.fns["log_joint_raw"]
+
+        def neg_log_joint(z, arrays):
+            return -raw(z, arrays, priors=priors, jacobian=jacobian, drop=drop)
+
+        if kind == "newton":
+
+            def run(z0, arrays, lam, center, gtol, max_iter):
+                return newton(neg_log_joint, z0, arrays, lam, center, gtol, max_iter, has_l1=has_l1)
+
+        else:
+
+            def run(z0, arrays, lam, center, gtol, max_iter):
+                return lbfgs(neg_log_joint, z0, arrays, gtol, max_iter)
+
+        solvers[key] = dict(run=jax.jit(run), hessian=jax.jit(jax.hessian(neg_log_joint)), value=jax.jit(neg_log_joint))
+    return solvers[key]
+
+
+def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method: str):
+    """Run the optimiser; returns (OptResult as numpy, solver functions, L1 info, timer, notes)."""
+    notes = []
+    if priors:
+        drop, lam, center, learned = _l1_terms(obj)
+        for name in learned:
+            notes.append(
+                f"the Laplace prior of {name!r} has a location or scale computed from other "
+                "parameters, so it is optimised as a smooth term: its MAP may sit near 0 "
+                "rather than exactly at 0"
+            )
+    else:
+        drop, lam, center = (), np.zeros(obj.dim), np.zeros(obj.dim)
+    kind = opts["optimizer"]
+    if kind not in ("auto", "newton", "lbfgs"):
+        raise ValueError(f"fit(method={method!r}): optimizer must be 'auto', 'newton' or 'lbfgs', got {kind!r}")
+    if kind == "auto":
+        kind = "newton" if (obj.dim <= _NEWTON_MAX_DIM or drop) else "lbfgs"
+    if kind == "lbfgs" and drop:
+        raise ValueError(
+            f"fit(method={method!r}): Laplace priors on {list(drop)} make the objective "
+            "non-smooth; optimizer='lbfgs' cannot reach their exact zeros (use 'newton')"
+        )
+    max_iter = opts["max_iter"] or (500 if kind == "newton" else 20000)
+    fns = _solver(obj, kind, priors, jacobian, drop, bool(drop))
+    with Timer() as timer:
+        res = fns["run"](obj.z0, obj.arrays, jnp.asarray(lam), jnp.asarray(center), float(opts["gtol"]), int(max_iter))
+        res = jax.tree_util.tree_map(np.asarray, res)
+        h = res.hess
+        if kind == "lbfgs":
+            h = np.asarray(fns["hessian"](jnp.asarray(res.z), obj.arrays)) if obj.dim <= _HESSIAN_MAX_DIM else None
+    return res, h, fns, (drop, lam, center), timer, notes, kind
+
+
+# ---------------------------------------------------------------------------------------------
+# what went wrong
+
+
+def _existence(obj, res, fns, lam, center, priors):
+    """Does the optimum exist? Probe the objective along the last step direction.
+
+    A perfect separation (logistic regression) or a likelihood unbounded on the boundary
+    (a variance going to 0) lets the optimiser run off to infinity in ``z`` while the gradient
+    becomes tiny. Beyond the stopping point the objective then still decreases along the
+    direction of the last steps; at a true optimum it increases in every direction.
+
+    Returns (diverging labels, kind) with kind in {None, "infinite", "unbounded", "boundary"}.
+    """
+    z = res.z
+    p = res.last_step
+    norm = np.linalg.norm(p)
+    if not np.isfinite(norm) or norm == 0.0:
+        return [], None
+    d = p / norm
+    step = 1.0 + np.max(np.abs(z))
+    value = lambda x: float(fns["value"](jnp.asarray(x), obj.arrays) + np.sum(lam * np.abs(x - center)))  # noqa: E731
+    f0 = float(res.value)
+    f1 = value(z + step * d)
+    f2 = value(z + 10.0 * step * d)
+    eps = 1e-12 * max(1.0, abs(f0))
+    if not (np.isfinite(f1) and f1 < f0 - eps):
+        return [], None
+    lab = [obj.labels[i] for i in np.flatnonzero(np.abs(d) > 0.05)]
+    constrained = _constrained_coords(obj)
+    to_boundary = bool(np.any(constrained[np.abs(d) > 0.05]))
+    linear = np.isfinite(f2) and (f1 - f2) > 0.5 * 9.0 * (f0 - f1)  # keeps falling at the same rate
+    if to_boundary:
+        return lab, ("unbounded" if linear or not np.isfinite(f2) else "boundary")
+    return lab, "infinite"
+
+
+def _constrained_coords(obj):
+    out = []
+    for s in obj.sites:
+        n = int(np.prod(s["zshape"], dtype=int))
+        out += [not _is_real(s["support"])] * n
+    return np.asarray(out, bool)
+
+
+def _separation(obj, z):
+    """Observations a discrete noise model fits with probability > 1 - 1e-6 (separation)."""
+    counts = []
+    ll = obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays)
+    for name, v in ll.items():
+        if obj.discrete[name]:
+            v = np.asarray(v[0])
+            counts.append((name, int(np.sum(v > -1e-6)), v.size))
+    return counts
+
+
+def _boundary_params(obj, z):
+    """Natural-space parameters whose unconstrained coordinate is so large that the value sits on
+    the boundary of its support (within ~1e-7 relative)."""
+    constrained = _constrained_coords(obj)
+    hit = constrained & (np.abs(z) > 16.0)
+    return [obj.labels[i] for i in np.flatnonzero(hit)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the point fit
+
+
+def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
+    """MLE (``priors=False``) or MAP; see the module docstring."""
+    opts = check_options(method, options, POINT_DEFAULTS)
+    priors = method == "map"
+    jacobian = bool(opts["jacobian"])
+    if jacobian and not priors:
+        raise ValueError("fit(method='mle'): jacobian=True is for method='map' (the mode of the unconstrained posterior)")
+    if opts["stderr"] not in ("observed", "sandwich"):
+        raise ValueError(f"fit(method={method!r}): stderr must be 'observed' or 'sandwich', got {opts['stderr']!r}")
+
+    res, h, fns, (drop, lam, center), timer, notes, kind = optimize(
+        obj, priors=priors, jacobian=jacobian, opts=opts, method=method
+    )
+    warnings = list(notes)
+    z = res.z
+    converged = int(res.status) == 0
+    if not converged:
+        warnings.append(
+            f"the optimiser stopped after {int(res.n_iter)} iterations without converging: "
+            f"{STATUS[int(res.status)]}; the largest gradient entry is {float(res.grad_norm):.3g} "
+            f"(tolerance {opts['gtol']:g} x max(1, |objective|)). Give a better start (init=...) "
+            "or more iterations (max_iter=...)"
+        )
+
+    # Does the optimum exist at all?
+    what = "MLE" if method == "mle" else "MAP"
+    diverging, kind_exist = _existence(obj, res, fns, lam, center, priors)
+    if kind_exist == "infinite":
+        converged = False
+        sep = [(n, k, t) for n, k, t in _separation(obj, z) if k > 0]
+        if sep:
+            detail = "; ".join(f"{k} of {t} observations of {n!r} ({100 * k / t:.1f}%)" for n, k, t in sep)
+            warnings.append(
+                f"the {what} does not exist: perfect separation. {detail} are fitted with "
+                f"probability > 1 - 1e-6 and the objective keeps decreasing as "
+                f"{format_labels(diverging)} grow without bound, so their estimates and standard "
+                "errors are meaningless. A prior (method='map' with a Normal or Student-t prior) "
+                "or a penalty gives finite estimates"
+            )
+        else:
+            warnings.append(
+                f"the {what} does not exist: the objective keeps decreasing as "
+                f"{format_labels(diverging)} run off to infinity. A prior (method='map') or a "
+                "reparameterisation gives finite estimates"
+            )
+    elif kind_exist == "unbounded":
+        converged = False
+        warnings.append(
+            f"the {what} does not exist: the likelihood increases without bound as "
+            f"{format_labels(diverging)} approach the boundary of their support. A prior that "
+            "keeps them away from it (method='map') gives finite estimates"
+        )
+    boundary = _boundary_params(obj, z)
+    if boundary and kind_exist != "unbounded":
+        warnings.append(
+            f"{format_labels(boundary)} lie on the boundary of their support: the {what} sits "
+            "there (e.g. a variance at 0), and a Gaussian approximation and Wald interval "
+            "around it are not valid"
+        )
+
+    # Standard errors.
+    stderr_kind = opts["stderr"]
+    cov_z = None
+    if h is None:
+        warnings.append(
+            f"standard errors not computed: {obj.dim} unconstrained parameters, over the limit "
+            f"of {_HESSIAN_MAX_DIM} for a dense Hessian"
+        )
+    else:
+        cov_z, singular, negative = inverse_hessian(obj, h)
+        info = "observed information" if method == "mle" else "Hessian of the negative log posterior"
+        if singular:
+            warnings.append(
+                f"the {info} is singular: {format_labels(singular)} are not identified "
+                "(collinear inputs, or parameters the likelihood does not depend on); their "
+                "standard errors are NaN. Drop or combine them, or add a prior (method='map')"
+            )
+        if negative:
+            warnings.append(
+                f"the {info} is not positive definite along {format_labels(negative)}: the point "
+                "found is not a minimum (a saddle, or not converged); their standard errors are NaN"
+            )
+        if stderr_kind == "sandwich":
+            if method != "mle":
+                raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
+            scores = np.asarray(obj.fns["scores"](jnp.asarray(z), obj.arrays))
+            meat = scores.T @ scores
+            cov_z = cov_z @ meat @ cov_z
+    if drop and cov_z is not None:
+        at_zero = (lam > 0) & (z == center)
+        if at_zero.any():
+            cov_z[at_zero, :] = np.nan
+            cov_z[:, at_zero] = np.nan
+
+    estimate = {k: np.asarray(v) for k, v in obj.natural(jnp.asarray(z)).items()}
+    latent = {s["name"]: estimate[s["name"]] for s in obj.sites}
+    cov_nat = natural_moments(obj, z, cov_z) if cov_z is not None else None
+    if cov_nat is not None:
+        stderr = split_flat(obj, np.sqrt(np.clip(np.diag(cov_nat), 0.0, None)))
+    else:
+        stderr = {k: np.full(np.shape(v), np.nan) for k, v in latent.items()}
+
+    zdraws = draws = None
+    n = int(opts["draws"] or 0)
+    if n and cov_z is not None and np.all(np.isfinite(cov_z)) and converged:
+        zdraws, draws = gaussian_draws(obj, z, cov_z, n, int(opts["seed"]))
+
+    diagnostics = dict(
+        converged=bool(converged),
+        warnings=warnings,
+        iterations=int(res.n_iter),
+        grad_norm=float(res.grad_norm),
+        objective=float(res.value),
+        log_likelihood=float(np.sum([np.sum(v) for v in obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays).values()])),
+        optimizer=kind,
+        status=STATUS[int(res.status)],
+        stderr=stderr_kind,
+        compile_s=timer.compile_s,
+        run_s=timer.run_s,
+        wall_s=timer.wall_s,
+    )
+    if jacobian:
+        diagnostics["jacobian"] = True
+    attrs = dict(
+        posterior_kind=(
+            "Gaussian approximation: N(z_hat, inverse Hessian) in the unconstrained space, whose "
+            "delta-method image is N(estimate, inverse information); not a posterior"
+            if draws is not None
+            else "none"
+        ),
+        stderr=stderr_kind,
+    )
+    return SolverResult(
+        method=method,
+        estimate=latent,
+        stderr=stderr,
+        draws=draws,
+        zdraws=zdraws,
+        diagnostics=diagnostics,
+        objective=obj,
+        attrs=attrs,
+        cov=cov_nat,
+    )

@@ -1,0 +1,116 @@
+"""Laplace, VI and NUTS against closed-form posteriors.
+
+Conjugate Gaussian linear model with known noise scale sigma and prior w ~ N(0, tau^2 I):
+the posterior is N(m, S), S = (U^T U / sigma^2 + I / tau^2)^-1, m = S U^T x / sigma^2.
+"""
+
+import arviz as az
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import scipy.stats as st
+
+import probmodels
+from probmodels import noise, observe, param
+
+from .conftest import flat_draws
+
+SIGMA, TAU = 0.5, 2.0
+
+
+def conjugate(u, x=None):
+    w = param("w", dist.Normal(0.0, TAU), shape=(u.shape[1],))
+    return observe("x", u @ w + noise.Gaussian(SIGMA), obs=x)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(7)
+    u = rng.normal(size=(30, 3))
+    x = u @ np.array([1.0, -0.5, 0.25]) + rng.normal(scale=SIGMA, size=30)
+    s = np.linalg.inv(u.T @ u / SIGMA**2 + np.eye(3) / TAU**2)
+    m = s @ u.T @ x / SIGMA**2
+    return {"u": u, "x": x}, m, s
+
+
+def test_laplace_is_exact(problem):
+    data, m, s = problem
+    fit = probmodels.fit(conjugate, data, "laplace")
+    # the posterior is Gaussian in w (identity transform): q's exact moments, to the optimiser
+    np.testing.assert_allclose(fit.estimate["w"], m, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit.stderr["w"], np.sqrt(np.diag(s)), rtol=1e-6)
+    # and its draws have the closed-form covariance (Monte Carlo: 4000 draws, ~2% on sds)
+    d = flat_draws(fit, "w")
+    np.testing.assert_allclose(np.cov(d.T), s, atol=0.1 * np.max(np.diag(s)))
+
+
+def test_nuts_matches_closed_form(problem):
+    data, m, s = problem
+    fit = probmodels.fit(conjugate, data, "nuts", seed=1)
+    assert fit.diagnostics["converged"], fit.diagnostics["warnings"]
+    assert fit.draws["w"].shape == (4, 1000, 3)
+    mcse = az.mcse(fit.to_arviz(log_likelihood=False), var_names=["w"])["w"].values
+    # means within 5 Monte Carlo standard errors, sds within 10%
+    assert np.all(np.abs(fit.estimate["w"] - m) < 5 * mcse), (fit.estimate["w"], m, mcse)
+    np.testing.assert_allclose(fit.stderr["w"], np.sqrt(np.diag(s)), rtol=0.10)
+    assert fit.diagnostics["divergences"] == 0
+    assert fit.diagnostics["max_rhat"] < 1.01
+
+
+def test_vi_full_rank(problem):
+    data, m, s = problem
+    fit = probmodels.fit(conjugate, data, "vi", guide="multivariate_normal")
+    sd = np.sqrt(np.diag(s))
+    assert np.all(np.abs(fit.estimate["w"] - m) < 0.1 * sd), (fit.estimate["w"] - m) / sd
+    np.testing.assert_allclose(fit.stderr["w"], sd, rtol=0.1)
+    assert fit.diagnostics["converged"]
+    elbo = fit.diagnostics["elbo"]
+    assert elbo.ndim == 1 and len(elbo) == fit.diagnostics["steps"]
+
+
+def test_vi_mean_field_underestimates_marginal_sd(problem):
+    # closed form: the mean-field optimum of a Gaussian target has sd_i = 1 / sqrt(Lambda_ii),
+    # the conditional sd, below the marginal sd sqrt(S_ii) whenever the inputs correlate
+    data, m, s = problem
+    fit = probmodels.fit(conjugate, data, "vi")
+    prec = np.linalg.inv(s)
+    np.testing.assert_allclose(fit.stderr["w"], 1 / np.sqrt(np.diag(prec)), rtol=0.1)
+    assert np.all(np.abs(fit.estimate["w"] - m) < 0.1 * np.sqrt(np.diag(s)))
+
+
+def beta_bernoulli(x=None):
+    p = param("p", dist.Beta(2.0, 3.0))
+    return observe("x", noise.Bernoulli(probs=p), obs=x)
+
+
+def test_beta_bernoulli_nuts():
+    x = np.array([1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0], float)
+    k, n = x.sum(), len(x)
+    fit = probmodels.fit(beta_bernoulli, {"x": x}, "nuts")
+    post = st.beta(2 + k, 3 + n - k)  # closed-form posterior
+    d = flat_draws(fit, "p")
+    mcse = post.std() / np.sqrt(fit.diagnostics["min_ess_bulk"])
+    assert abs(d.mean() - post.mean()) < 5 * mcse
+    np.testing.assert_allclose(d.std(), post.std(), rtol=0.1)
+    # the whole law: KS against the Beta, on a thinned (near-independent) subsample
+    assert st.kstest(d[::4], post.cdf).pvalue > 1e-3
+
+
+def garch_like(x):
+    # Stan's real<lower=0, upper=1 - alpha1> beta1: a support that depends on another parameter
+    from numpyro.distributions import constraints
+
+    alpha1 = param("alpha1", support="unit_interval")
+    beta1 = param("beta1", support=constraints.interval(0.0, 1.0 - alpha1))
+    return observe("x", 0.0 * (alpha1 + beta1) + noise.Gaussian(1.0), obs=x)
+
+
+def test_dependent_support_samples_the_triangle():
+    # uniform on {a, b >= 0, a + b <= 1}: E a = E b = 1/3 (closed form). A transform frozen at
+    # its initial value (alpha1 = 0.5, so beta1 in (0, 0.5)) would give E b = 1/4 and E a = 1/2.
+    fit = probmodels.fit(garch_like, {"x": np.zeros(3)}, "nuts", seed=3)
+    a, b = flat_draws(fit, "alpha1"), flat_draws(fit, "beta1")
+    assert np.all(a + b <= 1.0)
+    mcse = np.sqrt(1 / 18) / np.sqrt(fit.diagnostics["min_ess_bulk"])  # Var a = 1/18
+    assert abs(a.mean() - 1 / 3) < 5 * mcse and abs(b.mean() - 1 / 3) < 5 * mcse
+    assert b.max() > 0.8  # reaches the far corner, beyond 1 - alpha1(init) = 0.5
