@@ -10,6 +10,14 @@ Importing probmodels turns on JAX's 64-bit mode and its persistent compilation c
 """
 
 from . import _config  # noqa: F401  (first: float64 and the compilation cache, before any array)
+
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # ArviZ 0.x announces its 1.0 refactor once a day; probmodels pins arviz < 1.
+    _warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor", category=FutureWarning)
+    import arviz as _arviz  # noqa: F401
+
 from . import noise
 from .compare import compare
 from .fit import METHODS, Fit, fit
