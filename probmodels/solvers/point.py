@@ -31,7 +31,7 @@ from ._common import (
     split_flat,
 )
 from ._objective import Objective, _base, _is_real
-from ._optimize import STATUS, lbfgs, newton
+from ._optimize import STATUS, hessian_of, lbfgs, newton
 
 __all__ = ["solve_point", "optimize", "POINT_DEFAULTS"]
 
@@ -127,7 +127,7 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
             def run(z0, arrays, lam, center, gtol, max_iter):
                 return lbfgs(neg_log_joint, z0, arrays, gtol, max_iter)
 
-        solvers[key] = dict(run=jax.jit(run), hessian=jax.jit(jax.hessian(neg_log_joint)), value=jax.jit(neg_log_joint))
+        solvers[key] = dict(run=jax.jit(run), hessian=jax.jit(hessian_of(neg_log_joint)), value=jax.jit(neg_log_joint))
     return solvers[key]
 
 
