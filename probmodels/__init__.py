@@ -18,10 +18,10 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor", category=FutureWarning)
     import arviz as _arviz  # noqa: F401
 
-from . import noise
+from . import noise, plots, priors
 from .compare import compare
 from .fit import METHODS, Fit, fit
 from .program import observe, param
 
-__all__ = ["param", "observe", "noise", "fit", "Fit", "METHODS", "compare"]
+__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare"]
 __version__ = "0.1.0"

@@ -210,6 +210,45 @@ class Gaussian(Additive):
         return self._residual(x, x_hat) ** 2
 
 
+class LaplaceNoise(dist.Laplace):
+    """numpyro's Laplace, as the density of Laplace *noise*: point solvers recognise it.
+
+    Its log-likelihood is piecewise linear in the prediction, so it has no Hessian: point solvers
+    optimise the smoothed :meth:`smoothed` density with ``eps -> 0`` (continuation) and take
+    standard errors from the Fisher information (:meth:`fisher_surrogate`)."""
+
+    def smoothed(self, eps):
+        """``|r|`` replaced by ``sqrt(r^2 + (eps s)^2) - eps s``: smooth, and within ``eps s`` of it."""
+        return _SmoothedLaplace(self.loc, self.scale, eps)
+
+    def fisher_surrogate(self):
+        """A density whose Hessian in (location, scale) is Laplace's Fisher information,
+        ``1 / s^2`` for each, with no cross term (its value is not the log-likelihood)."""
+        return _LaplaceFisher(self.loc, self.scale)
+
+
+class _SmoothedLaplace(dist.Laplace):
+    def __init__(self, loc, scale, eps):
+        super().__init__(loc, scale)
+        self.eps = eps
+
+    def log_prob(self, value):
+        r = value - self.loc
+        es = self.eps * self.scale
+        return -(jnp.sqrt(r**2 + es**2) - es) / self.scale - jnp.log(2.0 * self.scale)
+
+
+class _LaplaceFisher(dist.Laplace):
+    def log_prob(self, value):
+        r = value - self.loc
+        s_fixed = jax.lax.stop_gradient(self.scale)
+        return -(
+            0.5 * (r / s_fixed) ** 2
+            + jnp.abs(jax.lax.stop_gradient(r)) / self.scale
+            + jnp.log(2.0 * self.scale)
+        )
+
+
 class Laplace(Additive):
     r"""Laplace noise: absolute error is its negative log-likelihood.
 
@@ -225,7 +264,7 @@ class Laplace(Additive):
     predictor = "median"
 
     def _location_dist(self, loc):
-        return dist.Laplace(loc, self.scale)
+        return LaplaceNoise(loc, self.scale)
 
     def loss(self, x, x_hat=None):
         """Absolute error ``|x - x_hat|``."""
@@ -286,6 +325,20 @@ class Cauchy(Additive):
         return jnp.log1p((self._residual(x, x_hat) / self.scale) ** 2)
 
 
+def _log1p_exp_neg_abs(t):
+    """``log(1 + exp(-|t|))``, exact for every finite ``t``."""
+    return jnp.log1p(jnp.exp(-jnp.abs(t)))
+
+
+class _Logistic(dist.Logistic):
+    """numpyro's Logistic with ``log_prob = -|z| - 2 log(1 + e^-|z|) - log s`` (symmetric, so
+    exact for residuals of any size; ``exp(-z)`` overflows at ``z < -709``)."""
+
+    def log_prob(self, value):
+        z = (value - self.loc) / self.scale
+        return -jnp.abs(z) - 2.0 * _log1p_exp_neg_abs(z) - jnp.log(self.scale)
+
+
 class Logistic(Additive):
     r"""Logistic noise: the log-cosh loss is its negative log-likelihood.
 
@@ -303,7 +356,7 @@ class Logistic(Additive):
     predictor = "mean (= median)"
 
     def _location_dist(self, loc):
-        return dist.Logistic(loc, self.scale)
+        return _Logistic(loc, self.scale)
 
     def loss(self, x, x_hat=None):
         """``log cosh(r / (2 scale))``, computed without overflow."""
@@ -559,7 +612,17 @@ class Bernoulli(Link):
     def loss(self, x, x_hat=None):
         """Binary cross-entropy with logits ``softplus(eta) - x eta``."""
         eta = self._pred(x_hat)
-        return jax.nn.softplus(eta) - jnp.asarray(x) * eta
+        return jnp.maximum(eta, 0.0) + _log1p_exp_neg_abs(eta) - jnp.asarray(x) * eta
+
+
+class _BinomialLogits(dist.BinomialLogits):
+    """numpyro's BinomialLogits with ``log_prob = log C(n, x) + x eta - n softplus(eta)``, the
+    softplus written exactly for any finite logit."""
+
+    def log_prob(self, value):
+        eta, n = self.logits, self.total_count
+        log_comb = gammaln(n + 1.0) - gammaln(value + 1.0) - gammaln(n - value + 1.0)
+        return log_comb + value * eta - n * (jnp.maximum(eta, 0.0) + _log1p_exp_neg_abs(eta))
 
 
 class Binomial(Link):
@@ -581,12 +644,12 @@ class Binomial(Link):
         self.total_count = total_count
 
     def distribution(self, x_hat=None):
-        return dist.BinomialLogits(self._pred(x_hat), total_count=self.total_count)
+        return _BinomialLogits(self._pred(x_hat), total_count=self.total_count)
 
     def loss(self, x, x_hat=None):
         """``total_count * softplus(eta) - x * eta``."""
         eta = self._pred(x_hat)
-        return self.total_count * jax.nn.softplus(eta) - jnp.asarray(x) * eta
+        return self.total_count * (jnp.maximum(eta, 0.0) + _log1p_exp_neg_abs(eta)) - jnp.asarray(x) * eta
 
 
 class Categorical(Link):
@@ -665,6 +728,22 @@ class Poisson(Link):
         return jnp.exp(eta) - jnp.asarray(x) * eta
 
 
+class _NegativeBinomialLogMean(dist.NegativeBinomial2):
+    """numpyro's NegativeBinomial2 with the log-density written in the log-mean ``eta``:
+    ``lgamma(x + r) - lgamma(r) - lgamma(x + 1) + r log r + x eta - (x + r) log(r + e^eta)``."""
+
+    def __init__(self, log_mean, concentration, *, validate_args=None):
+        self.log_mean = log_mean
+        super().__init__(jnp.exp(log_mean), concentration, validate_args=validate_args)
+
+    def log_prob(self, value):
+        r, eta = self.concentration, self.log_mean
+        return (
+            gammaln(value + r) - gammaln(r) - gammaln(value + 1.0)
+            + r * jnp.log(r) + value * eta - (value + r) * jnp.logaddexp(jnp.log(r), eta)
+        )
+
+
 class NegativeBinomial(Link):
     r"""Negative-binomial (NB2) noise with a log-mean and a concentration ``r``: overdispersed counts.
 
@@ -691,7 +770,7 @@ class NegativeBinomial(Link):
         self.concentration = _check_positive("NegativeBinomial", "concentration", concentration)
 
     def distribution(self, x_hat=None):
-        return dist.NegativeBinomial2(jnp.exp(self._pred(x_hat)), self.concentration)
+        return _NegativeBinomialLogMean(self._pred(x_hat), self.concentration)
 
     def loss(self, x, x_hat=None):
         """``(x + r) log(r + exp(eta)) - x eta``."""
@@ -699,6 +778,19 @@ class NegativeBinomial(Link):
         r = self.concentration
         x = jnp.asarray(x)
         return (x + r) * jnp.logaddexp(jnp.log(r), eta) - x * eta
+
+
+class _GammaLogMean(dist.Gamma):
+    """numpyro's Gamma(shape, rate = shape e^-eta) with the log-density written in ``eta``:
+    ``a log a - a eta + (a - 1) log x - a x e^-eta - lgamma(a)``."""
+
+    def __init__(self, log_mean, shape, *, validate_args=None):
+        self.log_mean = log_mean
+        super().__init__(shape, shape * jnp.exp(-log_mean), validate_args=validate_args)
+
+    def log_prob(self, value):
+        a, eta = self.concentration, self.log_mean
+        return a * jnp.log(a) - a * eta + (a - 1.0) * jnp.log(value) - a * value * jnp.exp(-eta) - gammaln(a)
 
 
 class Gamma(Link):
@@ -727,8 +819,7 @@ class Gamma(Link):
         self.shape = _check_positive("Gamma", "shape", shape)
 
     def distribution(self, x_hat=None):
-        eta = self._pred(x_hat)
-        return dist.Gamma(self.shape, self.shape * jnp.exp(-eta))
+        return _GammaLogMean(self._pred(x_hat), self.shape)
 
     def loss(self, x, x_hat=None):
         """``x * exp(-eta) + eta``."""

@@ -119,6 +119,8 @@ def test_new_data_same_shapes_compiles_nothing(data, fits):
 
 
 def test_public_namespace():
-    assert sorted(probmodels.__all__) == sorted(["param", "observe", "noise", "fit", "Fit", "METHODS", "compare"])
+    assert sorted(probmodels.__all__) == sorted(
+        ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare"]
+    )
     public = {k for k in dir(probmodels) if not k.startswith("_")}
     assert public == set(probmodels.__all__) | {"program", "solvers"}  # plus the two subpackages

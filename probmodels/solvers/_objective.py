@@ -35,6 +35,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import log_density
 from numpyro.primitives import Messenger
 
+from ..noise import LaplaceNoise
 from ..program import _MARK, OBSERVE, PARAM
 
 __all__ = ["Objective", "trace_count"]
@@ -56,8 +57,9 @@ def trace_count(model=None) -> int:
 
 
 def _split_data(model, data):
-    """Check ``data`` against the program's signature; split it into arrays (traced) and the
-    rest (static: ints, strings, None, ... are part of the compile key)."""
+    """Check ``data`` against the program's signature; split it into arrays and floats (traced
+    arguments of the compiled code) and the rest (static: ints, strings, None, distributions,
+    ... are part of the compile key)."""
     name = getattr(model, "__name__", repr(model))
     if not callable(model):
         raise TypeError(f"fit: the model must be a callable program, got {type(model).__name__}")
@@ -83,7 +85,9 @@ def _split_data(model, data):
 
     static, arrays = {}, {}
     for k, v in data.items():
-        if isinstance(v, (bool, int, str, type(None), np.integer)) and not isinstance(v, np.ndarray):
+        arraylike = isinstance(v, (np.ndarray, jax.Array, list, tuple, float, np.floating)) or hasattr(v, "__array__")
+        if not arraylike or isinstance(v, (bool, np.bool_)):
+            # ints, strings, None, distributions, noise models...: static, part of the compile key
             static[k] = v
             continue
         if isinstance(v, (float, np.floating)):
@@ -219,7 +223,7 @@ def _prototype(model, static, init_names):
         tracer = _Initial(model, init)
         tr = handlers.trace(handlers.seed(tracer, 0)).get_trace(**static, **arrays)
         sites, z0, observed, checks = [], {}, {}, dict(tracer.checks)
-        discrete, event_dims = {}, {}
+        discrete, event_dims, laplace_noise = {}, {}, {}
         for name, site in tr.items():
             if site["type"] != "sample":
                 continue
@@ -228,6 +232,7 @@ def _prototype(model, static, init_names):
                 if _is_loglik_site(site):
                     observed[name] = site["value"]
                     discrete[name] = bool(fn.support.is_discrete)
+                    laplace_noise[name] = isinstance(_base(fn), LaplaceNoise)
                     event_dims[name] = len(fn.event_shape)
                     checks[f"obs:{name}"] = fn.support(site["value"])
                 continue
@@ -248,6 +253,7 @@ def _prototype(model, static, init_names):
         info.update(
             sites=sites,
             discrete=discrete,
+            laplace_noise=sorted(k for k, v in laplace_noise.items() if v),
             n_obs={k: int(np.prod(tr[k]["fn"].batch_shape, dtype=int)) for k in observed},
             deterministic=[k for k, v in tr.items() if v["type"] == "deterministic"],
             used=set(tracer.used),
@@ -278,6 +284,29 @@ class _FlatPriors(Messenger):
             return
         fn = msg["fn"]
         msg["fn"] = dist.ImproperUniform(fn.support, fn.batch_shape, fn.event_shape)
+
+
+class _LaplaceMode(Messenger):
+    """Swap Laplace-noise observations for their smoothed density (``eps`` given) or for their
+    Fisher surrogate (``eps`` None): see :class:`probmodels.noise.LaplaceNoise`."""
+
+    def __init__(self, fn=None, eps=None):
+        self.eps = eps
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or not msg["is_observed"]:
+            return
+        fn = msg["fn"]
+        base = _base(fn)
+        if not isinstance(base, LaplaceNoise):
+            return
+        shape = fn.batch_shape
+        b = LaplaceNoise(jnp.broadcast_to(base.loc, shape), jnp.broadcast_to(base.scale, shape))
+        new = b.smoothed(self.eps) if self.eps is not None else b.fisher_surrogate()
+        if fn.event_shape:
+            new = new.to_event(len(fn.event_shape))
+        msg["fn"] = new
 
 
 def _natural_value(z, jacobian, site):
@@ -365,6 +394,8 @@ class Objective:
         self.sites = info["sites"]
         self.observed = {k: np.asarray(v) for k, v in observed.items()}
         self.discrete = info["discrete"]
+        self.laplace_noise = info["laplace_noise"]
+        self.init_names = sorted(info["used"])
         self.deterministic = info["deterministic"]
         self.n_obs = int(sum(info["n_obs"].values()))
         if not self.observed:
@@ -476,7 +507,13 @@ class _DictUnravel:
         return dict(zip(self.names, self._unravel(z_flat)))
 
 
-def _log_joint(model, static, unravel, key, z_flat, arrays, *, priors=True, jacobian=True, drop=()):
+def _log_joint(
+    model, static, unravel, key, z_flat, arrays, eps=None, *, priors=True, jacobian=True, drop=(), laplace="exact"
+):
+    """``log p(x, T(z))`` (+ ``log|dT/dz|`` with ``jacobian``); ``priors=False`` flattens every
+    ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
+    ``laplace="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
+    surrogate."""
     _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
     m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
@@ -484,6 +521,10 @@ def _log_joint(model, static, unravel, key, z_flat, arrays, *, priors=True, jaco
         m = _FlatPriors(m)
     elif drop:
         m = _FlatPriors(m, only=frozenset(drop))
+    if laplace == "smooth":
+        m = _LaplaceMode(m, eps=eps)
+    elif laplace == "fisher":
+        m = _LaplaceMode(m, eps=None)
     # block: the program's sites stay invisible to handlers outside (SVI's and MCMC's own
     # trace and substitute see only the unconstrained model's "z").
     with handlers.block():
@@ -528,7 +569,7 @@ def _functions(key, model, static, unravel, names):
 
     fns = dict(
         log_joint_raw=log_joint,
-        log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop")),
+        log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
         natural=jax.jit(natural),
         natural_batch=jax.jit(jax.vmap(natural, in_axes=(0, None))),
         pointwise_batch=jax.jit(jax.vmap(pointwise, in_axes=(0, None))),

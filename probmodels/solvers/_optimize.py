@@ -10,11 +10,12 @@
 * :func:`lbfgs`: optax's L-BFGS with its zoom line search, for programs with many parameters
   (a neural network), where the Hessian is too large to form at every step.
 
-Both stop when the largest entry of the (minimum-norm sub-)gradient is at most
-``gtol * max(1, |f|)``. Newton without an L1 term also stops when the Newton decrement
-``sqrt(g^T H^-1 g)`` is below ``dtol``: the distance to the optimum measured in the metric of the
-Hessian, which for a negative log-likelihood is in standard errors. That test is scale-free: a
-gradient entry of a parameter of size 1e-4 is 1e4 times larger than of one of size 1.
+Newton without an L1 term stops when the Newton decrement ``sqrt(g^T H^-1 g)`` is below ``dtol``
+(1e-10): the distance to the optimum measured in the metric of the Hessian, which for a negative
+log-likelihood is in standard errors. That test is scale-free (a gradient entry of a parameter of
+size 1e-4 is 1e4 times larger than of one of size 1). Where the Hessian is not positive definite,
+and for L-BFGS and the L1 case, the test is that the largest entry of the (minimum-norm sub-)
+gradient is at most ``gtol * max(1, |f|)``.
 """
 
 from __future__ import annotations
@@ -135,9 +136,11 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         gn = jnp.max(jnp.abs(_subgradient(z, g, lam, center)))
         small = gn <= tol(value)
         if not has_l1:
+            # Where the Hessian is positive definite the decrement decides (scale-free); the
+            # gradient test is the fallback where it is not (singular or indefinite).
             chol = jnp.linalg.cholesky(h)
             dec = g @ jax.scipy.linalg.cho_solve((chol, True), g)
-            small = small | (jnp.isfinite(dec) & (jnp.sqrt(jnp.abs(dec)) <= dtol))
+            small = jnp.where(jnp.isfinite(dec), jnp.sqrt(jnp.abs(dec)) <= dtol, small)
         return gn, small
 
     f0, g0, h0 = derivatives(z0)
@@ -145,7 +148,7 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
     gn0, small0 = done(z0, g0, h0, value0)
     finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0))
     status0 = jnp.where(~finite0, 3, jnp.where(small0, 0, -1))
-    state0 = (z0, value0, g0, h0, jnp.asarray(1e-4), jnp.asarray(2.0), 0, status0, gn0, jnp.zeros_like(z0))
+    state0 = (z0, value0, g0, h0, jnp.asarray(1e-8), jnp.asarray(2.0), 0, status0, gn0, jnp.zeros_like(z0))
 
     def body(state):
         z, value, g, h, mu, nu, it, _, _, last = state

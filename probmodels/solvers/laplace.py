@@ -34,10 +34,10 @@ def identity_mask(obj: Objective) -> np.ndarray:
 def laplace_q(obj: Objective, opts: dict, method: str):
     """The mode and inverse Hessian of the unconstrained posterior, with what went wrong."""
     popts = {**POINT_DEFAULTS, **{k: v for k, v in opts.items() if k in POINT_DEFAULTS}}
-    res, h, fns, (drop, lam, center), timer, notes, kind = optimize(
+    res, h, _, (drop, lam, center), timer, notes, kind = optimize(
         obj, priors=True, jacobian=True, opts=popts, method=method
     )
-    warnings = list(notes)
+    warnings = [n for n in notes if not n.startswith("note: ")]
     ok = int(res.status) == 0
     if not ok:
         warnings.append(

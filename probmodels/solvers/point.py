@@ -108,31 +108,51 @@ def _laplace_fns(obj: Objective, names: tuple):
 # the optimisation
 
 
-def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool):
-    key = (kind, priors, jacobian, drop, has_l1)
+_SMOOTHING = tuple(10.0 ** -k for k in range(1, 11))  # eps for Laplace noise, 1e-1 ... 1e-10
+
+
+def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool, laplace: str):
+    """Compiled optimiser, Hessian and objective for one configuration (cached per program).
+
+    Every function takes ``eps``, the smoothing of Laplace noise (ignored unless
+    ``laplace="smooth"``), as a traced argument: the continuation compiles once."""
+    key = (kind, priors, jacobian, drop, has_l1, laplace)
     solvers = obj.fns["solvers"]
     if key not in solvers:
         raw = obj.fns["log_joint_raw"]
 
-        def neg_log_joint(z, arrays):
-            return -raw(z, arrays, priors=priors, jacobian=jacobian, drop=drop)
+        def neg_log_joint(z, args):
+            arrays, eps = args
+            return -raw(z, arrays, eps, priors=priors, jacobian=jacobian, drop=drop, laplace=laplace)
 
         if kind == "newton":
 
-            def run(z0, arrays, lam, center, gtol, max_iter):
-                return newton(neg_log_joint, z0, arrays, lam, center, gtol, max_iter, has_l1=has_l1)
+            def run(z0, arrays, eps, lam, center, gtol, max_iter):
+                return newton(neg_log_joint, z0, (arrays, eps), lam, center, gtol, max_iter, has_l1=has_l1)
 
         else:
 
-            def run(z0, arrays, lam, center, gtol, max_iter):
-                return lbfgs(neg_log_joint, z0, arrays, gtol, max_iter)
+            def run(z0, arrays, eps, lam, center, gtol, max_iter):
+                return lbfgs(neg_log_joint, z0, (arrays, eps), gtol, max_iter)
 
-        solvers[key] = dict(run=jax.jit(run), hessian=jax.jit(hessian_of(neg_log_joint)), value=jax.jit(neg_log_joint))
+        solvers[key] = dict(
+            run=jax.jit(run),
+            hessian=jax.jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
+            value=jax.jit(lambda z, arrays, eps: neg_log_joint(z, (arrays, eps))),
+        )
     return solvers[key]
 
 
 def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method: str):
-    """Run the optimiser; returns (OptResult as numpy, solver functions, L1 info, timer, notes)."""
+    """Run the optimiser.
+
+    Laplace noise has a piecewise-linear log-likelihood: it is smoothed by ``eps`` and ``eps``
+    taken from 1e-1 to 1e-10 (relative to the noise scale), each stage started at the last
+    solution, and the Hessian is then its Fisher information (see ``noise.LaplaceNoise``).
+
+    Returns (OptResult as numpy, Hessian, value function ``z -> objective``, L1 info, timer,
+    notes, optimiser kind).
+    """
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
@@ -154,22 +174,41 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
             f"fit(method={method!r}): Laplace priors on {list(drop)} make the objective "
             "non-smooth; optimizer='lbfgs' cannot reach their exact zeros (use 'newton')"
         )
-    max_iter = opts["max_iter"] or (500 if kind == "newton" else 20000)
-    fns = _solver(obj, kind, priors, jacobian, drop, bool(drop))
+    max_iter = int(opts["max_iter"] or (500 if kind == "newton" else 20000))
+    smooth = bool(obj.laplace_noise)
+    fns = _solver(obj, kind, priors, jacobian, drop, bool(drop), "smooth" if smooth else "exact")
+    args = (jnp.asarray(lam), jnp.asarray(center), float(opts["gtol"]), max_iter)
     with Timer() as timer:
-        res = fns["run"](obj.z0, obj.arrays, jnp.asarray(lam), jnp.asarray(center), float(opts["gtol"]), int(max_iter))
-        res = jax.tree_util.tree_map(np.asarray, res)
-        h = res.hess
+        if smooth:
+            z, iters = obj.z0, 0
+            for eps in _SMOOTHING:
+                res = fns["run"](z, obj.arrays, eps, *args)
+                z, iters = res.z, iters + int(res.n_iter)
+            res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters))
+            fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
+            h = np.asarray(fisher["hessian"](jnp.asarray(res.z), obj.arrays, 0.0))
+            notes.append(
+                f"note: {', '.join(obj.laplace_noise)}: Laplace noise has no second derivative; the "
+                "standard errors use its Fisher information (as least-absolute-deviations theory does)"
+            )
+        else:
+            eps = 0.0
+            res = jax.tree_util.tree_map(np.asarray, fns["run"](obj.z0, obj.arrays, eps, *args))
+            h = res.hess
         if kind == "lbfgs":
-            h = np.asarray(fns["hessian"](jnp.asarray(res.z), obj.arrays)) if obj.dim <= _HESSIAN_MAX_DIM else None
-    return res, h, fns, (drop, lam, center), timer, notes, kind
+            h = np.asarray(fns["hessian"](jnp.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
+
+    def value(z):
+        return float(fns["value"](jnp.asarray(z), obj.arrays, eps)) + float(np.sum(lam * np.abs(np.asarray(z) - center)))
+
+    return res, h, value, (drop, lam, center), timer, notes, kind
 
 
 # ---------------------------------------------------------------------------------------------
 # what went wrong
 
 
-def _existence(obj, res, fns, lam, center, priors):
+def _existence(obj, res, value):
     """Does the optimum exist? Probe the objective along the last step direction.
 
     A perfect separation (logistic regression) or a likelihood unbounded on the boundary
@@ -186,11 +225,10 @@ def _existence(obj, res, fns, lam, center, priors):
         return [], None
     d = p / norm
     step = 1.0 + np.max(np.abs(z))
-    value = lambda x: float(fns["value"](jnp.asarray(x), obj.arrays) + np.sum(lam * np.abs(x - center)))  # noqa: E731
     f0 = float(res.value)
     f1 = value(z + step * d)
     f2 = value(z + 10.0 * step * d)
-    eps = 1e-12 * max(1.0, abs(f0))
+    eps = 1e-12 * abs(f0) + 1e-300  # relative: under separation the objective itself tends to 0
     if not (np.isfinite(f1) and f1 < f0 - eps):
         return [], None
     lab = [obj.labels[i] for i in np.flatnonzero(np.abs(d) > 0.05)]
@@ -243,10 +281,11 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     if opts["stderr"] not in ("observed", "sandwich"):
         raise ValueError(f"fit(method={method!r}): stderr must be 'observed' or 'sandwich', got {opts['stderr']!r}")
 
-    res, h, fns, (drop, lam, center), timer, notes, kind = optimize(
+    res, h, value, (drop, lam, center), timer, notes, kind = optimize(
         obj, priors=priors, jacobian=jacobian, opts=opts, method=method
     )
-    warnings = list(notes)
+    warnings = [n for n in notes if not n.startswith("note: ")]
+    notes = [n[len("note: "):] for n in notes if n.startswith("note: ")]
     z = res.z
     converged = int(res.status) == 0
     if not converged:
@@ -259,7 +298,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
 
     # Does the optimum exist at all?
     what = "MLE" if method == "mle" else "MAP"
-    diverging, kind_exist = _existence(obj, res, fns, lam, center, priors)
+    diverging, kind_exist = _existence(obj, res, value)
     if kind_exist == "infinite":
         converged = False
         sep = [(n, k, t) for n, k, t in _separation(obj, z) if k > 0]
@@ -343,6 +382,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     diagnostics = dict(
         converged=bool(converged),
         warnings=warnings,
+        notes=notes,
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
