@@ -156,10 +156,12 @@ class Fit:
         else:
             posterior = self.draws
             zdraws = r.zdraws
-        groups = dict(posterior=posterior, observed_data={k: np.asarray(v) for k, v in obj.observed.items()})
+        groups = dict(posterior=posterior)
+        if obj.observed:
+            groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}
         if r.sample_stats is not None:
             groups["sample_stats"] = r.sample_stats
-        if log_likelihood and zdraws is not None:
+        if log_likelihood and zdraws is not None and obj.observed:
             c, d = zdraws.shape[:2]
             ll = obj.fns["pointwise_batch"](jnp.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
             groups["log_likelihood"] = {

@@ -15,6 +15,8 @@ from ._objective import Objective
 
 __all__ = [
     "SolverResult",
+    "psis",
+    "gaussian_log_density",
     "check_options",
     "Timer",
     "inverse_hessian",
@@ -147,3 +149,62 @@ def gaussian_draws(obj: Objective, z, cov_z, n: int, seed: int):
     nat = obj.natural_draws(jnp.asarray(zs))
     draws = {k: np.asarray(v)[None] for k, v in nat.items()}
     return zs[None], draws
+
+
+def gaussian_log_density(zs, mean, chol):
+    """``log N(z; mean, L L^T)`` for each row of ``zs`` (numpy)."""
+    y = np.linalg.solve(chol, (np.asarray(zs) - mean).T)
+    return -0.5 * np.sum(y**2, axis=0) - np.sum(np.log(np.diag(chol))) - 0.5 * len(mean) * np.log(2 * np.pi)
+
+
+def psis(obj: Objective, zs, log_q, method: str):
+    """Pareto-smoothed importance sampling of ``p(z, x) / q(z)`` over draws from ``q``.
+
+    The approximation grades itself (Yao, Vehtari, Simpson and Gelman, 2018, "Yes, but did it
+    work?"): k-hat < 0.5 good, 0.5 to 0.7 usable, > 0.7 do not trust it. Uses ArviZ's
+    ``psislw``. Constant log-weights (an exact approximation) make ``psislw`` return inf; that
+    case is recognised and reported as k-hat = -inf.
+
+    Returns (k-hat, normalised smoothed log-weights, warnings).
+    """
+    import arviz as az
+
+    zs = np.asarray(zs)
+    log_p = np.asarray(obj.fns["log_joint_batch"](jnp.asarray(zs), obj.arrays))
+    log_w = log_p - np.asarray(log_q)
+    warnings = []
+    finite = np.isfinite(log_w)
+    if not finite.all():
+        warnings.append(
+            f"{int((~finite).sum())} of {len(log_w)} draws of the {method} approximation fall where "
+            "the log density is not finite: the approximation leaves the posterior's support"
+        )
+        log_w = np.where(finite, log_w, -np.inf)
+    spread = np.ptp(log_w[finite]) if finite.any() else np.inf
+    if spread <= 1e-9 * (1.0 + np.abs(np.mean(log_w[finite]))):
+        k = -np.inf
+        lw = np.full(len(log_w), -np.log(len(log_w)))
+    else:
+        lw, k = az.psislw(log_w)
+        k = float(k)
+    if k > 0.7:
+        warnings.append(
+            f"Pareto k-hat of the {method} approximation is {k:.2f} (> 0.7): its importance "
+            "weights p/q have so heavy a tail that the approximation cannot be trusted, nor "
+            "corrected by reweighting; use method='nuts'"
+        )
+    elif k > 0.5:
+        warnings.append(
+            f"Pareto k-hat of the {method} approximation is {k:.2f} (0.5 to 0.7): usable, but "
+            "means and intervals may be off; psis=True reweights the draws, method='nuts' is exact"
+        )
+    return k, np.asarray(lw), warnings
+
+
+def reweight(draws: dict, zs, lw, seed: int):
+    """Importance resampling with the smoothed weights: draws that follow p instead of q."""
+    n = len(lw)
+    w = np.exp(np.asarray(lw) - np.max(lw))
+    w /= w.sum()
+    idx = np.asarray(jax.random.choice(jax.random.PRNGKey(seed + 104729), n, (n,), p=jnp.asarray(w)))
+    return {k: np.asarray(v)[:, idx] for k, v in draws.items()}, np.asarray(zs)[:, idx]

@@ -398,8 +398,6 @@ class Objective:
         self.init_names = sorted(info["used"])
         self.deterministic = info["deterministic"]
         self.n_obs = int(sum(info["n_obs"].values()))
-        if not self.observed:
-            raise ValueError(f"fit({self.name}): the program observes nothing (no observe(..., obs=x))")
         if not self.sites:
             raise ValueError(f"fit({self.name}): the program has no parameters to fit")
 
@@ -570,6 +568,9 @@ def _functions(key, model, static, unravel, names):
     fns = dict(
         log_joint_raw=log_joint,
         log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
+        log_joint_batch=jax.jit(
+            jax.vmap(lambda z, a: log_joint(z, a, priors=True, jacobian=True), in_axes=(0, None))
+        ),
         natural=jax.jit(natural),
         natural_batch=jax.jit(jax.vmap(natural, in_axes=(0, None))),
         pointwise_batch=jax.jit(jax.vmap(pointwise, in_axes=(0, None))),

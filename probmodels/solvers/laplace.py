@@ -4,21 +4,33 @@
 log-Jacobian is part of that density, as in Stan's ``laplace``) and ``H`` its Hessian there;
 draws are mapped back to the natural space. Exact when the posterior of ``z`` is Gaussian.
 Where a parameter's transform is the identity, the estimate and standard error are q's exact
-mean and sd; elsewhere they come from the mapped draws.
+mean and sd; elsewhere they come from the mapped draws. ``diagnostics["pareto_k"]`` grades the
+approximation by PSIS (k-hat of ``p/q``); ``psis=True`` returns draws importance-resampled with
+the smoothed weights (and moments from them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import SolverResult, check_options, format_labels, gaussian_draws, inverse_hessian, split_flat
+from ._common import (
+    SolverResult,
+    check_options,
+    format_labels,
+    gaussian_draws,
+    gaussian_log_density,
+    inverse_hessian,
+    psis,
+    reweight,
+    split_flat,
+)
 from ._objective import Objective
 from ._optimize import STATUS
 from .point import POINT_DEFAULTS, optimize
 
 __all__ = ["solve_laplace", "laplace_q", "identity_mask"]
 
-LAPLACE_DEFAULTS = dict(init=None, seed=0, draws=4000, gtol=1e-9, max_iter=None, optimizer="auto")
+LAPLACE_DEFAULTS = dict(init=None, seed=0, draws=4000, gtol=1e-9, max_iter=None, optimizer="auto", psis=False)
 
 
 def identity_mask(obj: Objective) -> np.ndarray:
@@ -82,9 +94,15 @@ def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
     natural_mode = {k: np.asarray(v) for k, v in obj.natural(z).items()}
     estimate = {s["name"]: natural_mode[s["name"]] for s in obj.sites}
     stderr = {k: np.full(np.shape(v), np.nan) for k, v in estimate.items()}
+    pareto_k = float("nan")
     if cov is not None:
         zdraws, draws = gaussian_draws(obj, z, cov, int(opts["draws"]), int(opts["seed"]))
-        ident = identity_mask(obj)
+        chol = np.linalg.cholesky(0.5 * (cov + cov.T))
+        pareto_k, lw, pwarn = psis(obj, zdraws[0], gaussian_log_density(zdraws[0], z, chol), "Laplace")
+        warnings += pwarn
+        if opts["psis"]:
+            draws, zdraws = reweight(draws, zdraws, lw, int(opts["seed"]))
+        ident = identity_mask(obj) & (not opts["psis"])
         mean_d = {s["name"]: draws[s["name"]][0].mean(axis=0) for s in obj.sites}
         sd_d = {s["name"]: draws[s["name"]][0].std(axis=0, ddof=1) for s in obj.sites}
         exact_mean = split_flat(obj, np.where(ident, _flat_natural(obj, z), np.nan))
@@ -100,6 +118,7 @@ def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
         grad_norm=float(res.grad_norm),
         optimizer=kind,
         mode=natural_mode,
+        pareto_k=pareto_k,
         compile_s=timer.compile_s,
         run_s=timer.run_s,
         wall_s=timer.wall_s,

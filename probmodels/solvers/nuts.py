@@ -8,7 +8,8 @@ one after the other (``"sequential"``, ``lax.map``), and the data arrays are arg
 second fit on new data of the same shapes compiles nothing. (``numpyro.infer.MCMC`` re-traces its
 loop on every ``run``.) Chains start at the program's starting point (``init``, else the prior
 median, else 0 unconstrained), jittered by ``uniform(-init_jitter, init_jitter)`` in the
-unconstrained space so that r-hat can see chains disagree.
+unconstrained space so that r-hat can see chains disagree (values given in ``init`` are not
+jittered).
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def _starts(obj: Objective, chains: int, jitter: float, seed: int):
     if jitter <= 0:
         return np.tile(z0, (chains, 1))
     u = np.asarray(jax.random.uniform(jax.random.PRNGKey(seed + 7919), (chains, obj.dim), minval=-jitter, maxval=jitter))
-    starts = z0[None] + u
+    # Values the user gave in init are used as given (as Stan does): a jitter of 0.5 on the
+    # unconstrained scale knows nothing of a parameter whose size is 1e-4.
+    given = np.concatenate(
+        [np.full(int(np.prod(s["zshape"], dtype=int)), s["name"] in obj.init_names) for s in obj.sites]
+    )
+    starts = z0[None] + np.where(given[None], 0.0, u)
     lp = np.asarray([obj.fns["log_joint"](jnp.asarray(z), obj.arrays) for z in starts])
     starts[~np.isfinite(lp)] = z0
     return starts

@@ -275,6 +275,8 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     """MLE (``priors=False``) or MAP; see the module docstring."""
     opts = check_options(method, options, POINT_DEFAULTS)
     priors = method == "map"
+    if not priors and not obj.observed:
+        raise ValueError(f"fit({obj.name}, method='mle'): the program observes nothing (no observe(..., obs=x)), so there is no likelihood")
     jacobian = bool(opts["jacobian"])
     if jacobian and not priors:
         raise ValueError("fit(method='mle'): jacobian=True is for method='map' (the mode of the unconstrained posterior)")
@@ -386,7 +388,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
-        log_likelihood=float(np.sum([np.sum(v) for v in obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays).values()])),
+        log_likelihood=float(sum(np.sum(v) for v in obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays).values())),
         optimizer=kind,
         status=STATUS[int(res.status)],
         stderr=stderr_kind,

@@ -21,7 +21,7 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.optim import optax_to_numpyro
 
-from ._common import SolverResult, Timer, check_options
+from ._common import SolverResult, Timer, check_options, gaussian_log_density, psis, reweight
 from ._objective import Objective
 from ._zmodel import zmodel
 from .laplace import identity_mask, laplace_q
@@ -37,6 +37,7 @@ VI_DEFAULTS = dict(
     draws=4000,
     num_particles=1,
     chunk=500,
+    psis=False,
 )
 _GUIDES = {"normal": AutoNormal, "multivariate_normal": AutoMultivariateNormal}
 _ANNEAL = (0.3, 0.09, 0.027, 0.0081)
@@ -154,10 +155,17 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     if guide_kind == "normal":
         q_mean = np.asarray(params["z_auto_loc"])
         q_sd = np.asarray(params["z_auto_scale"])
+        q_chol = np.diag(q_sd)
     else:
         q_mean = np.asarray(params["auto_loc"])
-        q_sd = np.sqrt(np.sum(np.asarray(params["auto_scale_tril"]) ** 2, axis=1))
-    ident = identity_mask(obj)
+        q_chol = np.asarray(params["auto_scale_tril"])
+        q_sd = np.sqrt(np.sum(q_chol**2, axis=1))
+    pareto_k, lw, pwarn = psis(obj, zs, gaussian_log_density(zs, q_mean, q_chol), "VI")
+    warnings += pwarn
+    zs = zs[None]
+    if opts["psis"]:
+        draws, zs = reweight(draws, zs, lw, int(opts["seed"]))
+    ident = identity_mask(obj) & (not opts["psis"])
     estimate, stderr = {}, {}
     i = j = 0
     for s in obj.sites:
@@ -180,6 +188,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         elbo=elbo,
         final_elbo=float(np.mean(elbo[-chunk_n:])),
         guide=guide_kind,
+        pareto_k=pareto_k,
         compile_s=timer.compile_s + ltimer.compile_s,
         run_s=timer.run_s + ltimer.run_s,
         wall_s=timer.wall_s + ltimer.wall_s,
@@ -189,7 +198,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         estimate=estimate,
         stderr=stderr,
         draws=draws,
-        zdraws=zs[None],
+        zdraws=zs,
         diagnostics=diagnostics,
         objective=obj,
         attrs=dict(posterior_kind=f"variational approximation ({guide_kind} guide on the unconstrained space)"),
