@@ -652,6 +652,23 @@ class Binomial(Link):
         return self.total_count * (jnp.maximum(eta, 0.0) + _log1p_exp_neg_abs(eta)) - jnp.asarray(x) * eta
 
 
+def _labels(x, owner="Categorical"):
+    """Class labels as integers; whole-number floats (labels read from a data frame) accepted,
+    fractional ones refused where they are known."""
+    if _concrete(x):
+        arr = np.asarray(x)
+        if arr.dtype.kind == "f" and np.any(arr != np.floor(arr)):
+            raise ValueError(f"noise.{owner}: class labels must be whole numbers, got {arr[arr != np.floor(arr)][:3]}")
+    return jnp.asarray(x).astype(jnp.int32)
+
+
+class _CategoricalLogits(dist.CategoricalLogits):
+    """numpyro's CategoricalLogits, taking labels stored as whole-number floats too."""
+
+    def log_prob(self, value):
+        return super().log_prob(jnp.asarray(value).astype(jnp.int32))
+
+
 class Categorical(Link):
     r"""Categorical noise with logits over the last axis: softmax cross-entropy.
 
@@ -674,12 +691,16 @@ class Categorical(Link):
         super().__init__(logits)
 
     def distribution(self, x_hat=None):
-        return dist.CategoricalLogits(self._pred(x_hat))
+        return _CategoricalLogits(self._pred(x_hat))
+
+    def nll(self, x, x_hat=None):
+        """Negative log-likelihood ``-log softmax(eta)[x]`` per observation."""
+        return -self.distribution(x_hat).log_prob(_labels(x))
 
     def loss(self, x, x_hat=None):
         """Softmax cross-entropy ``logsumexp(eta) - eta[x]``."""
         eta = self._pred(x_hat)
-        x = jnp.asarray(x).astype(jnp.int32)
+        x = _labels(x)
         picked = jnp.take_along_axis(eta, x[..., None], axis=-1)[..., 0]
         return logsumexp(eta, axis=-1) - picked
 
