@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.scipy.special import logsumexp
 
 from .fit import HDI_PROB, Fit
+from .solvers._objective import Objective
 
-__all__ = ["compare"]
+__all__ = ["compare", "log_predictive_density", "heldout"]
 
 
 def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
@@ -71,4 +74,72 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
     df = pd.DataFrame(cols, index=pd.Index(labels, name="param"))
     df.columns = pd.MultiIndex.from_tuples(df.columns, names=["fit", "quantity"])
     df.attrs["methods"] = {k: f.method for k, f in fits.items()}
+    return df
+
+
+def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
+    """Per-observation log predictive density of new data under a fit.
+
+    Point fits (mle, map) score the plug-in predictive ``log p(x_i | theta_hat)``; posterior fits
+    (laplace, vi, nuts) the posterior predictive ``log (1/S) sum_s p(x_i | theta_s)`` over their
+    draws.
+
+    Parameters
+    ----------
+    fit : Fit
+    model : callable
+        The program the fit solved.
+    data : dict
+        New data for the program (inputs and observations), e.g. a held-out part.
+
+    Returns
+    -------
+    array of shape (number of new observations,)
+    """
+    new = Objective(model, data)
+    old = fit._result.objective
+    if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
+        raise ValueError(
+            "log_predictive_density: the new data changes the program's parameters "
+            f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
+            "parameters must not depend on the number of observations"
+        )
+    if fit.is_point:
+        z = fit._result.zhat[None]
+    else:
+        if fit._result.zdraws is None:
+            raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
+        z = fit._result.zdraws.reshape(-1, new.dim)
+    ll = new.fns["pointwise_batch"](jnp.asarray(z), new.arrays)
+    flat = jnp.concatenate([jnp.reshape(v, (v.shape[0], -1)) for v in ll.values()], axis=1)
+    return np.asarray(logsumexp(flat, axis=0) - jnp.log(flat.shape[0]))
+
+
+def heldout(fits: dict, model, test: dict) -> pd.DataFrame:
+    """The held-out comparison: each fit's log predictive density on ``test``.
+
+    Columns: ``predictive`` (plug-in or posterior), ``lpd`` (summed), ``lpd_per_obs``, ``se`` (the
+    standard error of the summed lpd from the per-observation spread) and ``diff_vs_mle`` with its
+    paired standard error, when an MLE is among the fits.
+    """
+    rows, point = {}, {}
+    for label, f in fits.items():
+        lpd = log_predictive_density(f, model, test)
+        point[label] = lpd
+        n = len(lpd)
+        rows[label] = {
+            "method": f.method,
+            "predictive": "plug-in" if f.is_point else "posterior",
+            "lpd": float(lpd.sum()),
+            "lpd_per_obs": float(lpd.mean()),
+            "se": float(np.sqrt(n) * lpd.std(ddof=1)) if n > 1 else np.nan,
+        }
+    mle = next((k for k, f in fits.items() if f.method == "mle"), None)
+    if mle is not None:
+        for label in rows:
+            d = point[label] - point[mle]
+            rows[label]["diff_vs_mle"] = float(d.sum())
+            rows[label]["diff_se"] = float(np.sqrt(len(d)) * d.std(ddof=1)) if len(d) > 1 else np.nan
+    df = pd.DataFrame(rows).T
+    df.index.name = "fit"
     return df

@@ -90,6 +90,9 @@ class NoiseModel:
     loss_name: str = ""
     predictor: str = ""
     additive: bool = False
+    # numpy must not broadcast ``ndarray + noise`` elementwise into an object array: with this,
+    # it returns NotImplemented and Python calls our __radd__.
+    __array_ufunc__ = None
 
     def distribution(self, x_hat=None) -> dist.Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -113,6 +116,8 @@ class Noisy:
 
     Hand it to :func:`probmodels.observe`; ``distribution()`` is ``p(x | x_hat)``.
     """
+
+    __array_ufunc__ = None  # see NoiseModel
 
     def __init__(self, noise: "Additive", x_hat):
         self.noise = noise
@@ -175,11 +180,11 @@ class Additive(NoiseModel):
 
 def _short(v) -> str:
     if isinstance(v, (int, float)):
-        return repr(v)
+        return f"{v:.4g}"
     if isinstance(v, jax.core.Tracer):
         return "<traced>"
     shape = jnp.shape(v)
-    return repr(float(v)) if shape == () else f"<array {shape}>"
+    return f"{float(v):.4g}" if shape == () else f"<array {shape}>"
 
 
 class Gaussian(Additive):
@@ -926,7 +931,7 @@ def for_loss(name: str, **kw) -> NoiseModel:
     --------
     >>> from probmodels import noise
     >>> noise.for_loss("mse")
-    noise.Gaussian(scale=1.0)
+    noise.Gaussian(scale=1)
     """
     key = name.lower().replace("-", "_").replace(" ", "_")
     if key in _NOT_LIKELIHOODS:

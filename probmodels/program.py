@@ -201,7 +201,8 @@ def observe(name: str, noisy, obs=None):
         )
     if obs is not None:
         d = _fit_to_obs(d, obs, where)
-    return numpyro.sample(name, d, obs=obs, infer={_MARK: OBSERVE})
+    noise_model = noisy.noise if isinstance(noisy, Noisy) else noisy
+    return numpyro.sample(name, d, obs=obs, infer={_MARK: OBSERVE, "noise": noise_model})
 
 
 def _fit_to_obs(d, obs, where):

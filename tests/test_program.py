@@ -142,3 +142,12 @@ def test_undefined_at_zero_needs_init_and_gets_it():
         probmodels.fit(program, {"u": u, "x": np.log(3.0) * u}, "mle")
     fit = probmodels.fit(program, {"u": u, "x": np.log(3.0) * u}, "mle", init={"b": 1.0})
     np.testing.assert_allclose(fit.estimate["b"], 3.0, rtol=1e-8)
+
+
+def test_numpy_prediction_plus_noise():
+    # numpy would otherwise broadcast ndarray + noise into an object array of Noisy objects
+    x_hat = np.linspace(0.0, 1.0, 4)
+    noisy = x_hat + noise.Gaussian(0.5)
+    assert isinstance(noisy, noise.Noisy) and noisy.distribution().batch_shape == (4,)
+    with pytest.raises(TypeError, match="link noise model"):
+        _ = x_hat + noise.Poisson()

@@ -41,6 +41,7 @@ class SolverResult:
     sample_stats: dict | None = None
     attrs: dict = field(default_factory=dict)
     cov: np.ndarray | None = None  # natural-space covariance of the point fits (flat, site order)
+    zhat: np.ndarray | None = None  # the point estimate in the unconstrained space (mle, map)
 
 
 def check_options(method: str, options: dict, defaults: dict) -> dict:

@@ -417,4 +417,5 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         objective=obj,
         attrs=attrs,
         cov=cov_nat,
+        zhat=np.asarray(z),
     )

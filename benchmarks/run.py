@@ -1,0 +1,1228 @@
+"""probmodels against its peers, side by side, in one run (issue 7): writes ``benchmarks/RESULTS.md``.
+
+Run (about 25 minutes on 2 cores)::
+
+    python3 -m venv /tmp/benchvenv
+    /tmp/benchvenv/bin/pip install -e '.[dev]' pymc nutpie pystan
+    /tmp/benchvenv/bin/python benchmarks/run.py            # everything -> benchmarks/RESULTS.md
+    /tmp/benchvenv/bin/python benchmarks/run.py --quick    # small sizes, short chains: a smoke test
+
+Not part of the test suite (pytest collects ``tests/`` only).
+
+What it measures
+----------------
+* Posterior sampling, the same six models on the same data: probmodels ``fit(..., "nuts")``, raw
+  numpyro ``MCMC(NUTS)``, PyMC's default sampler (``pm.sample``), nutpie (compiling the PyMC model)
+  and pystan (Stan 3: ``stan.build`` + ``sample``); 4 chains, 1000 warm-up, 1000 draws each. Wall
+  time including compilation, sampling time, min bulk ESS and max r-hat (``arviz.ess`` /
+  ``arviz.rhat`` on every method's draws, computed here, the same way for all), ESS per second
+  (compile included), divergences.
+* MLE and MAP: first fit and warm fit (new data of the same shapes) against statsmodels and
+  scikit-learn, and the largest difference of the estimates; N = 10,000 and N = 1,000,000.
+* One gradient of the logistic negative log-likelihood at N = 1e6, d = 50 against the time to
+  stream the 400 MB design matrix once (the memory-bandwidth floor).
+* Where probmodels' time goes: tracing / lowering / XLA compile per jitted function, chain_method,
+  float32 vs float64 (raw numpyro), the persistent compilation cache.
+
+Every measurement of a first fit or a compile runs in a fresh Python subprocess (``--worker``);
+probmodels' "cold" numbers use an empty ``PROBMODELS_CACHE_DIR``, its "warm-cache" numbers a second
+process on the same directory. Every worker builds its data from a fixed seed, so all methods see
+identical arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SEED = 20240607
+
+# sizes (overridden by --quick)
+CFG = dict(
+    chains=4,
+    warmup=1000,
+    draws=1000,
+    sizes=dict(linear=(10_000, 20), logistic=(10_000, 20), poisson=(10_000, 10), schools=(8, 0), student=(2_000, 5), mlp=(500, 10)),
+    big=(1_000_000, 50),
+    reps=5,
+)
+QUICK = dict(
+    chains=4,
+    warmup=150,
+    draws=150,
+    sizes=dict(linear=(1_000, 5), logistic=(1_000, 5), poisson=(1_000, 4), schools=(8, 0), student=(300, 3), mlp=(100, 5)),
+    big=(50_000, 20),
+    reps=2,
+)
+
+MODELS = ("linear", "logistic", "poisson", "schools", "student", "mlp")
+TITLES = dict(
+    linear="Gaussian linear regression",
+    logistic="logistic regression",
+    poisson="Poisson regression",
+    schools="eight schools, non-centred",
+    student="robust Student-t regression (df = 4)",
+    mlp="MLP regression (1 hidden tanh layer)",
+)
+LATENT = dict(
+    linear=("b", "w", "s"),
+    logistic=("b", "w"),
+    poisson=("b", "w"),
+    schools=("mu", "tau", "theta_tilde"),
+    student=("b", "w", "s"),
+    mlp=("W1", "b1", "W2", "b2", "s"),
+)
+SAMPLERS = ("probmodels", "numpyro", "pymc", "nutpie", "pystan")
+
+
+# =============================================================================================
+# data: a fixed seed per (model, replicate); every process builds the same arrays
+
+
+def make_data(model: str, n: int, d: int, rep: int = 0) -> dict:
+    r = np.random.default_rng([SEED, MODELS.index(model) if model in MODELS else 99, rep])
+    if model == "schools":
+        y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+        sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+        if rep:
+            y = y + r.normal(size=8)
+        return {"sigma": sigma, "y": y}
+    if model == "mlp":
+        u = r.uniform(-2.0, 2.0, size=n)
+        x = np.sin(2.0 * u) + 0.3 * u + 0.2 * r.normal(size=n)
+        return {"u": u, "x": x}
+    u = r.normal(size=(n, d))
+    if model == "linear":
+        w = 0.5 * r.normal(size=d)
+        return {"u": u, "x": 1.0 + u @ w + r.normal(size=n)}
+    if model == "logistic":
+        w = 0.3 * r.normal(size=d)
+        p = 1.0 / (1.0 + np.exp(-(0.2 + u @ w)))
+        return {"u": u, "x": (r.uniform(size=n) < p).astype(np.float64)}
+    if model == "poisson":
+        w = 0.2 * r.normal(size=d)
+        return {"u": u, "x": r.poisson(np.exp(0.5 + u @ w)).astype(np.float64)}
+    if model == "student":
+        w = r.normal(size=d)
+        return {"u": u, "x": 1.0 + u @ w + 0.5 * r.standard_t(4.0, size=n)}
+    raise ValueError(model)
+
+
+def data_for(model, rep=0):
+    n, d = CFG["sizes"][model]
+    return make_data(model, n, d, rep)
+
+
+# =============================================================================================
+# the models, once per framework
+
+
+def probmodels_programs(H=None):
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+
+    from probmodels import noise, observe, param
+
+    def linear(u, x=None):
+        b = param("b", dist.Normal(0.0, 10.0))
+        w = param("w", dist.Normal(0.0, 10.0), shape=(u.shape[1],))
+        s = param("s", dist.HalfNormal(5.0))
+        return observe("x", b + u @ w + noise.Gaussian(s), obs=x)
+
+    def logistic(u, x=None):
+        b = param("b", dist.Normal(0.0, 10.0))
+        w = param("w", dist.Normal(0.0, 10.0), shape=(u.shape[1],))
+        return observe("x", noise.Bernoulli(logits=b + u @ w), obs=x)
+
+    def poisson(u, x=None):
+        b = param("b", dist.Normal(0.0, 10.0))
+        w = param("w", dist.Normal(0.0, 10.0), shape=(u.shape[1],))
+        return observe("x", noise.Poisson(log_rate=b + u @ w), obs=x)
+
+    def schools(sigma, y=None):
+        mu = param("mu", dist.Normal(0.0, 5.0))
+        tau = param("tau", dist.HalfCauchy(5.0))
+        theta_tilde = param("theta_tilde", dist.Normal(0.0, 1.0), shape=(sigma.shape[0],))
+        return observe("y", mu + tau * theta_tilde + noise.Gaussian(sigma), obs=y)
+
+    def student(u, x=None):
+        b = param("b", dist.Normal(0.0, 10.0))
+        w = param("w", dist.Normal(0.0, 10.0), shape=(u.shape[1],))
+        s = param("s", dist.HalfNormal(5.0))
+        return observe("x", b + u @ w + noise.StudentT(df=4.0, scale=s), obs=x)
+
+    h = H or CFG["sizes"]["mlp"][1]
+
+    def mlp(u, x=None):
+        W1 = param("W1", dist.Normal(0.0, 1.0), shape=(h,))
+        b1 = param("b1", dist.Normal(0.0, 1.0), shape=(h,))
+        W2 = param("W2", dist.Normal(0.0, 1.0), shape=(h,))
+        b2 = param("b2", dist.Normal(0.0, 1.0))
+        s = param("s", dist.HalfNormal(1.0))
+        hidden = jnp.tanh(u[:, None] * W1 + b1)
+        return observe("x", hidden @ W2 + b2 + noise.Gaussian(s), obs=x)
+
+    return dict(linear=linear, logistic=logistic, poisson=poisson, schools=schools, student=student, mlp=mlp)
+
+
+def numpyro_models():
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    def vec(name, d, loc, scale):
+        return numpyro.sample(name, dist.Normal(loc, scale).expand([d]).to_event(1))
+
+    def linear(u, x=None):
+        b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+        w = vec("w", u.shape[1], 0.0, 10.0)
+        s = numpyro.sample("s", dist.HalfNormal(5.0))
+        numpyro.sample("x", dist.Normal(b + u @ w, s), obs=x)
+
+    def logistic(u, x=None):
+        b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+        w = vec("w", u.shape[1], 0.0, 10.0)
+        numpyro.sample("x", dist.Bernoulli(logits=b + u @ w), obs=x)
+
+    def poisson(u, x=None):
+        b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+        w = vec("w", u.shape[1], 0.0, 10.0)
+        numpyro.sample("x", dist.Poisson(jnp.exp(b + u @ w)), obs=x)
+
+    def schools(sigma, y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+        tt = vec("theta_tilde", sigma.shape[0], 0.0, 1.0)
+        numpyro.sample("y", dist.Normal(mu + tau * tt, sigma), obs=y)
+
+    def student(u, x=None):
+        b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+        w = vec("w", u.shape[1], 0.0, 10.0)
+        s = numpyro.sample("s", dist.HalfNormal(5.0))
+        numpyro.sample("x", dist.StudentT(4.0, b + u @ w, s), obs=x)
+
+    h = CFG["sizes"]["mlp"][1]
+
+    def mlp(u, x=None):
+        W1 = vec("W1", h, 0.0, 1.0)
+        b1 = vec("b1", h, 0.0, 1.0)
+        W2 = vec("W2", h, 0.0, 1.0)
+        b2 = numpyro.sample("b2", dist.Normal(0.0, 1.0))
+        s = numpyro.sample("s", dist.HalfNormal(1.0))
+        hidden = jnp.tanh(u[:, None] * W1 + b1)
+        numpyro.sample("x", dist.Normal(hidden @ W2 + b2, s), obs=x)
+
+    return dict(linear=linear, logistic=logistic, poisson=poisson, schools=schools, student=student, mlp=mlp)
+
+
+def pymc_model(model: str, data: dict):
+    import pymc as pm
+
+    with pm.Model() as m:
+        if model in ("linear", "logistic", "poisson", "student"):
+            u, x = data["u"], data["x"]
+            b = pm.Normal("b", 0.0, 10.0)
+            w = pm.Normal("w", 0.0, 10.0, shape=u.shape[1])
+            eta = b + pm.math.dot(u, w)
+            if model == "linear":
+                s = pm.HalfNormal("s", 5.0)
+                pm.Normal("x", eta, s, observed=x)
+            elif model == "logistic":
+                pm.Bernoulli("x", logit_p=eta, observed=x.astype(np.int64))
+            elif model == "poisson":
+                pm.Poisson("x", mu=pm.math.exp(eta), observed=x.astype(np.int64))
+            else:
+                s = pm.HalfNormal("s", 5.0)
+                pm.StudentT("x", nu=4.0, mu=eta, sigma=s, observed=x)
+        elif model == "schools":
+            mu = pm.Normal("mu", 0.0, 5.0)
+            tau = pm.HalfCauchy("tau", 5.0)
+            tt = pm.Normal("theta_tilde", 0.0, 1.0, shape=len(data["y"]))
+            pm.Normal("y", mu + tau * tt, data["sigma"], observed=data["y"])
+        elif model == "mlp":
+            h = CFG["sizes"]["mlp"][1]
+            u, x = data["u"], data["x"]
+            W1 = pm.Normal("W1", 0.0, 1.0, shape=h)
+            b1 = pm.Normal("b1", 0.0, 1.0, shape=h)
+            W2 = pm.Normal("W2", 0.0, 1.0, shape=h)
+            b2 = pm.Normal("b2", 0.0, 1.0)
+            s = pm.HalfNormal("s", 1.0)
+            hidden = pm.math.tanh(u[:, None] * W1 + b1)
+            pm.Normal("x", pm.math.dot(hidden, W2) + b2, s, observed=x)
+    return m
+
+
+STAN = dict(
+    # Stan's own GLM functions where they exist (what a Stan user writes for these models).
+    linear="""
+data { int<lower=0> N; int<lower=0> D; matrix[N, D] u; vector[N] x; }
+parameters { real b; vector[D] w; real<lower=0> s; }
+model { b ~ normal(0, 10); w ~ normal(0, 10); s ~ normal(0, 5); x ~ normal_id_glm(u, b, w, s); }
+""",
+    logistic="""
+data { int<lower=0> N; int<lower=0> D; matrix[N, D] u; array[N] int<lower=0, upper=1> x; }
+parameters { real b; vector[D] w; }
+model { b ~ normal(0, 10); w ~ normal(0, 10); x ~ bernoulli_logit_glm(u, b, w); }
+""",
+    poisson="""
+data { int<lower=0> N; int<lower=0> D; matrix[N, D] u; array[N] int<lower=0> x; }
+parameters { real b; vector[D] w; }
+model { b ~ normal(0, 10); w ~ normal(0, 10); x ~ poisson_log_glm(u, b, w); }
+""",
+    schools="""
+data { int<lower=0> J; vector[J] y; vector<lower=0>[J] sigma; }
+parameters { real mu; real<lower=0> tau; vector[J] theta_tilde; }
+model { mu ~ normal(0, 5); tau ~ cauchy(0, 5); theta_tilde ~ normal(0, 1); y ~ normal(mu + tau * theta_tilde, sigma); }
+""",
+    student="""
+data { int<lower=0> N; int<lower=0> D; matrix[N, D] u; vector[N] x; }
+parameters { real b; vector[D] w; real<lower=0> s; }
+model { b ~ normal(0, 10); w ~ normal(0, 10); s ~ normal(0, 5); x ~ student_t(4, b + u * w, s); }
+""",
+    mlp="""
+data { int<lower=0> N; int<lower=0> H; vector[N] u; vector[N] x; }
+parameters { row_vector[H] W1; row_vector[H] b1; vector[H] W2; real b2; real<lower=0> s; }
+model {
+  matrix[N, H] hidden = tanh(u * W1 + rep_matrix(b1, N));
+  W1 ~ normal(0, 1); b1 ~ normal(0, 1); W2 ~ normal(0, 1); b2 ~ normal(0, 1); s ~ normal(0, 1);
+  x ~ normal(hidden * W2 + b2, s);
+}
+""",
+)
+
+
+def stan_data(model, data):
+    if model == "schools":
+        return {"J": 8, "y": data["y"], "sigma": data["sigma"]}
+    if model == "mlp":
+        return {"N": len(data["u"]), "H": CFG["sizes"]["mlp"][1], "u": data["u"], "x": data["x"]}
+    n, d = data["u"].shape
+    x = data["x"]
+    if model in ("logistic", "poisson"):
+        x = x.astype(int)
+    return {"N": n, "D": d, "u": data["u"], "x": x}
+
+
+# =============================================================================================
+# workers (each in a fresh subprocess)
+
+
+class CompileLog:
+    """JAX's compile events while active: seconds of tracing, lowering to MLIR and XLA compiling,
+    in total and per jitted function (JAX passes ``fun_name`` to its monitoring listeners), and
+    persistent-cache hits (an XLA "compile" that was a cache read)."""
+
+    EVENTS = {
+        "/jax/core/compile/jaxpr_trace_duration": "trace",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+        "/jax/core/compile/backend_compile_duration": "xla",
+    }
+
+    def __init__(self, log_functions=False):
+        import jax
+
+        self.active = False
+        self._hit = False
+        self.__enter__()
+        self.active = False
+        jax.monitoring.register_event_duration_secs_listener(self._on)
+        jax.monitoring.register_event_listener(self._on_event)
+
+    def _on_event(self, event, **_):
+        if self.active and event == "/jax/compilation_cache/cache_hits":
+            self._hit = True
+
+    def _on(self, event, duration, **kw):
+        if not (self.active and event in self.EVENTS):
+            return
+        k = self.EVENTS[event]
+        self.totals[k] += duration
+        name = str(kw.get("fun_name", "?"))
+        a = self.functions.setdefault(name, {"trace": 0.0, "lower": 0.0, "xla": 0.0, "n": 0, "cache_hit": 0})
+        a[k] += duration
+        if k == "xla":
+            self.totals["n_xla"] += 1
+            a["n"] += 1
+            if self._hit:
+                self.totals["cache_hits"] += 1
+                a["cache_hit"] += 1
+            self._hit = False
+
+    def __enter__(self):
+        self.totals = {"trace": 0.0, "lower": 0.0, "xla": 0.0, "n_xla": 0, "cache_hits": 0}
+        self.functions = {}
+        self.active = True
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+        return False
+
+    def summary(self):
+        return dict(self.totals, functions={k: dict(v) for k, v in self.functions.items()})
+
+
+def _draws_np(d):
+    return {k: np.asarray(v) for k, v in d.items()}
+
+
+def w_probmodels_nuts(job):
+    t0 = time.perf_counter()
+    import probmodels
+
+    import_s = time.perf_counter() - t0
+    log = CompileLog(log_functions=job.get("log_functions", False))
+    model = job["model"]
+    prog = probmodels_programs()[model]
+    data = data_for(model)
+    opts = dict(chains=CFG["chains"], warmup=CFG["warmup"], draws=CFG["draws"], seed=0)
+    opts.update(job.get("options", {}))
+    with log:
+        t = time.perf_counter()
+        f = probmodels.fit(prog, data, "nuts", **opts)
+        wall = time.perf_counter() - t
+    out = dict(
+        import_s=import_s,
+        wall_s=wall,
+        compile_s=f.diagnostics["compile_s"],
+        sample_s=f.diagnostics["run_s"],
+        divergences=int(f.diagnostics["divergences"]),
+        compile_log=log.summary(),
+        lib_min_ess_bulk=f.diagnostics["min_ess_bulk"],
+    )
+    draws = {k: f.draws[k] for k in LATENT[model]}
+    if job.get("refit"):
+        data2 = data_for(model, rep=1)
+        with log:
+            t = time.perf_counter()
+            f2 = probmodels.fit(prog, data2, "nuts", **opts)
+            out["refit_wall_s"] = time.perf_counter() - t
+        out["refit_compile_s"] = f2.diagnostics["compile_s"]
+        out["refit_sample_s"] = f2.diagnostics["run_s"]
+        out["refit_compile_log"] = log.summary()
+    return out, draws
+
+
+def w_numpyro_nuts(job):
+    t0 = time.perf_counter()
+    import jax
+
+    if job.get("host_devices"):
+        import numpyro
+
+        numpyro.set_host_device_count(int(job["host_devices"]))
+    jax.config.update("jax_enable_x64", not job.get("float32", False))
+    import numpyro  # noqa: F811
+    from numpyro.infer import MCMC, NUTS
+
+    import_s = time.perf_counter() - t0
+    log = CompileLog()
+    model = job["model"]
+    fn = numpyro_models()[model]
+    data = data_for(model)
+    dt = np.float32 if job.get("float32") else np.float64
+    data = {k: np.asarray(v, dtype=dt) for k, v in data.items()}
+    with log:
+        t = time.perf_counter()
+        m = MCMC(
+            NUTS(fn),
+            num_warmup=CFG["warmup"],
+            num_samples=CFG["draws"],
+            num_chains=CFG["chains"],
+            chain_method=job.get("chain_method", "vectorized"),
+            progress_bar=False,
+        )
+        m.run(jax.random.PRNGKey(0), extra_fields=("diverging",), **data)
+        samples = m.get_samples(group_by_chain=True)
+        jax.block_until_ready(samples)
+        wall = time.perf_counter() - t
+    c = log.summary()
+    compile_s = c["trace"] + c["lower"] + c["xla"]
+    div = int(np.asarray(m.get_extra_fields()["diverging"]).sum())
+    out = dict(import_s=import_s, wall_s=wall, compile_s=compile_s, sample_s=wall - compile_s, divergences=div, compile_log=c)
+    return out, {k: np.asarray(samples[k], dtype=np.float64) for k in LATENT[model]}
+
+
+def w_pymc(job):
+    t0 = time.perf_counter()
+    import pymc as pm
+
+    import_s = time.perf_counter() - t0
+    model = job["model"]
+    data = data_for(model)
+    t = time.perf_counter()
+    m = pymc_model(model, data)
+    idata = pm.sample(
+        model=m,
+        draws=CFG["draws"],
+        tune=CFG["warmup"],
+        chains=CFG["chains"],
+        cores=job.get("cores", 2),
+        random_seed=0,
+        progressbar=False,
+        compute_convergence_checks=False,
+    )
+    wall = time.perf_counter() - t
+    sample_s = float(idata.posterior.attrs.get("sampling_time", np.nan))
+    div = int(idata.sample_stats["diverging"].values.sum())
+    draws = {k: idata.posterior[k].values for k in LATENT[model]}
+    return dict(import_s=import_s, wall_s=wall, compile_s=wall - sample_s, sample_s=sample_s, divergences=div), draws
+
+
+def w_nutpie(job):
+    t0 = time.perf_counter()
+    import nutpie
+
+    import_s = time.perf_counter() - t0
+    model = job["model"]
+    data = data_for(model)
+    t = time.perf_counter()
+    m = pymc_model(model, data)
+    compiled = nutpie.compile_pymc_model(m, backend=job.get("backend", "numba"))
+    compile_s = time.perf_counter() - t
+    t1 = time.perf_counter()
+    idata = nutpie.sample(compiled, draws=CFG["draws"], tune=CFG["warmup"], chains=CFG["chains"], seed=0, progress_bar=False)
+    sample_s = time.perf_counter() - t1
+    wall = time.perf_counter() - t
+    div = int(idata.sample_stats["diverging"].values.sum())
+    draws = {k: idata.posterior[k].values for k in LATENT[model]}
+    return dict(import_s=import_s, wall_s=wall, compile_s=compile_s, sample_s=sample_s, divergences=div), draws
+
+
+def w_pystan(job):
+    t0 = time.perf_counter()
+    import arviz as az
+    import stan
+
+    import_s = time.perf_counter() - t0
+    model = job["model"]
+    data = data_for(model)
+    # a unique comment makes httpstan compile afresh (its model cache is keyed by the code)
+    code = STAN[model] + (f"\n// {job['tag']}\n" if job.get("tag") else "")
+    t = time.perf_counter()
+    post = stan.build(code, data=stan_data(model, data), random_seed=1)
+    compile_s = time.perf_counter() - t
+    t1 = time.perf_counter()
+    fit = post.sample(num_chains=CFG["chains"], num_samples=CFG["draws"], num_warmup=CFG["warmup"])
+    sample_s = time.perf_counter() - t1
+    wall = time.perf_counter() - t
+    idata = az.from_pystan(posterior=fit)
+    div = int(idata.sample_stats["diverging"].values.sum())
+    draws = {k: idata.posterior[k].values for k in LATENT[model]}
+    return dict(import_s=import_s, wall_s=wall, compile_s=compile_s, sample_s=sample_s, divergences=div), draws
+
+
+# -- point fits -------------------------------------------------------------------------------
+
+
+def _median_time(fn, reps):
+    ts, out = [], None
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts)), out
+
+
+def point_programs():
+    """GLM programs for MLE (priors are ignored by mle) and MAP with scikit-learn's penalties."""
+    import numpyro.distributions as dist
+
+    from probmodels import noise, observe, param
+    from probmodels.priors import sklearn_prior
+
+    def linear(u, x=None):
+        b = param("b")
+        w = param("w", shape=(u.shape[1],))
+        s = param("s", support="positive")
+        return observe("x", b + u @ w + noise.Gaussian(s), obs=x)
+
+    def logistic(u, x=None):
+        b = param("b")
+        w = param("w", shape=(u.shape[1],))
+        return observe("x", noise.Bernoulli(logits=b + u @ w), obs=x)
+
+    def poisson(u, x=None):
+        b = param("b")
+        w = param("w", shape=(u.shape[1],))
+        return observe("x", noise.Poisson(log_rate=b + u @ w), obs=x)
+
+    ALPHA, C = 10.0, 0.5
+
+    def ridge(u, x=None):  # Ridge(alpha): RSS + alpha |w|^2 = 2 sigma^2 (nll + |w|^2 / (2 tau^2)), sigma = 1
+        b = param("b")
+        w = param("w", sklearn_prior("Ridge", alpha=ALPHA, noise_scale=1.0), shape=(u.shape[1],))
+        return observe("x", b + u @ w + noise.Gaussian(1.0), obs=x)
+
+    def logistic_l2(u, x=None):  # LogisticRegression(C): C sum(logloss) + |w|^2 / 2
+        b = param("b")
+        w = param("w", sklearn_prior("LogisticRegression_l2", C=C), shape=(u.shape[1],))
+        return observe("x", noise.Bernoulli(logits=b + u @ w), obs=x)
+
+    def poisson_l2_for(n, alpha):
+        # PoissonRegressor(alpha): mean half-deviance + alpha |w|^2 / 2 = (nll + N alpha |w|^2 / 2) / N + c
+        # (sklearn_prior has no PoissonRegressor entry; this is the same translation by hand)
+        tau = 1.0 / np.sqrt(n * alpha)
+
+        def poisson_l2(u, x=None):
+            b = param("b")
+            w = param("w", dist.Normal(0.0, tau), shape=(u.shape[1],))
+            return observe("x", noise.Poisson(log_rate=b + u @ w), obs=x)
+
+        return poisson_l2
+
+    return dict(linear=linear, logistic=logistic, poisson=poisson, ridge=ridge, logistic_l2=logistic_l2,
+                poisson_l2_for=poisson_l2_for, ALPHA=ALPHA, C=C)
+
+
+def w_point(job):
+    """First fit, warm fits on new data of the same shape, and the references, for one GLM and
+    one method (mle or map)."""
+    t0 = time.perf_counter()
+    import probmodels
+
+    import_s = time.perf_counter() - t0
+    import statsmodels.api as sm
+    from sklearn.linear_model import LogisticRegression, PoissonRegressor, Ridge
+
+    model, method = job["model"], job["method"]
+    n, d = job["n"], job["d"]
+    reps = job.get("reps", CFG["reps"])
+    P = point_programs()
+    PALPHA = 1e-3
+    if method == "mle":
+        prog = P[model]
+    else:
+        prog = dict(linear=P["ridge"], logistic=P["logistic_l2"], poisson=P["poisson_l2_for"](n, PALPHA))[model]
+    base = "linear" if model == "linear" else model
+    datas = [make_data(base, n, d, rep) for rep in range(2)]
+    log = CompileLog(log_functions=job.get("log_functions", False))
+    with log:
+        t = time.perf_counter()
+        f = probmodels.fit(prog, datas[0], method)
+        first = time.perf_counter() - t
+    out = dict(import_s=import_s, first_s=first, first_compile_s=f.diagnostics["compile_s"], first_run_s=f.diagnostics["run_s"],
+               compile_log=log.summary(), iterations=f.diagnostics["iterations"], converged=f.diagnostics["converged"])
+    if job.get("first_only"):
+        return out, None
+    with log:
+        warm, f2 = _median_time(lambda: probmodels.fit(prog, datas[1], method), reps)
+    out["warm_s"] = warm
+    out["warm_compile_s"] = f2.diagnostics["compile_s"]
+    out["warm_solver_s"] = f2.diagnostics["run_s"]
+    out["warm_compile_log"] = log.summary()
+    est = np.r_[f2.estimate["b"], f2.estimate["w"]]
+
+    u, x = datas[1]["u"], datas[1]["x"]
+    refs = {}
+    if method == "mle":
+        X = sm.add_constant(u, has_constant="add")
+        if model == "linear":
+            fn = lambda: sm.OLS(x, X).fit()  # noqa: E731
+            name = "statsmodels OLS"
+        elif model == "logistic":
+            fn = lambda: sm.Logit(x, X).fit(disp=0)  # noqa: E731
+            name = "statsmodels Logit (Newton)"
+        else:
+            fn = lambda: sm.GLM(x, X, family=sm.families.Poisson()).fit()  # noqa: E731
+            name = "statsmodels GLM Poisson (IRLS)"
+        tref, r = _median_time(fn, reps)
+        tadd = _median_time(lambda: sm.add_constant(u, has_constant="add"), reps)[0]
+        refs[name] = dict(time_s=tref, time_with_design_s=tref + tadd, max_abs_diff=float(np.max(np.abs(np.asarray(r.params) - est))))
+    else:
+        if model == "linear":
+            fn = lambda: Ridge(alpha=P["ALPHA"]).fit(u, x)  # noqa: E731
+            name = f"sklearn Ridge(alpha={P['ALPHA']:g})"
+        elif model == "logistic":
+            fn = lambda: LogisticRegression(C=P["C"], solver="newton-cholesky", tol=1e-10, max_iter=1000).fit(u, x)  # noqa: E731
+            name = f"sklearn LogisticRegression(C={P['C']:g}, newton-cholesky, tol=1e-10)"
+        else:
+            fn = lambda: PoissonRegressor(alpha=PALPHA, solver="newton-cholesky", tol=1e-10, max_iter=1000).fit(u, x)  # noqa: E731
+            name = f"sklearn PoissonRegressor(alpha={PALPHA:g}, newton-cholesky, tol=1e-10)"
+        tref, r = _median_time(fn, reps)
+        coef = np.r_[np.ravel(r.intercept_), np.ravel(r.coef_)]
+        refs[name] = dict(time_s=tref, max_abs_diff=float(np.max(np.abs(coef - est))))
+        if model == "logistic":
+            tdef, rdef = _median_time(lambda: LogisticRegression(C=P["C"]).fit(u, x), reps)
+            coef = np.r_[np.ravel(rdef.intercept_), np.ravel(rdef.coef_)]
+            refs[f"sklearn LogisticRegression(C={P['C']:g}) defaults (lbfgs, tol=1e-4)"] = dict(time_s=tdef, max_abs_diff=float(np.max(np.abs(coef - est))))
+    out["refs"] = refs
+    return out, None
+
+
+def w_gradient(job):
+    """One gradient of the logistic NLL at N = 1e6, d = 50 against streaming the matrix once."""
+    import probmodels  # noqa: F401
+    import jax
+    import jax.numpy as jnp
+
+    from probmodels.solvers._objective import Objective
+
+    n, d = job["n"], job["d"]
+    reps = 10
+    data = make_data("logistic", n, d, 0)
+    u = data["u"]
+    prog = point_programs()["logistic"]
+    obj = Objective(prog, data)
+    f = obj.fns["log_joint_raw"]
+    z = jnp.asarray(np.random.default_rng(1).normal(size=obj.dim) * 0.01)
+    out = dict(bytes=u.nbytes)
+
+    def timeit(fn, *a):
+        jax.block_until_ready(fn(*a))  # compile / warm
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*a))
+            ts.append(time.perf_counter() - t)
+        return float(np.median(ts))
+
+    g = jax.jit(jax.grad(lambda z, a: -f(z, a, priors=False, jacobian=False)))
+    out["probmodels_grad_s"] = timeit(g, z, obj.arrays)
+    vg = jax.jit(jax.value_and_grad(lambda z, a: -f(z, a, priors=False, jacobian=False)))
+    out["probmodels_value_and_grad_s"] = timeit(vg, z, obj.arrays)
+    val = jax.jit(lambda z, a: -f(z, a, priors=False, jacobian=False))
+    out["probmodels_value_s"] = timeit(val, z, obj.arrays)
+    # the same gradient written by hand in JAX: X^T (sigmoid(eta) - x)
+    U, X = obj.arrays["u"], obj.arrays["x"]
+
+    def nll(z, U, X):
+        eta = z[0] + U @ z[1:]
+        return jnp.sum(jax.nn.softplus(eta) - X * eta)
+
+    out["hand_jax_grad_s"] = timeit(jax.jit(jax.grad(nll)), z, U, X)
+
+    def manual(z, U, X):
+        r = jax.nn.sigmoid(z[0] + U @ z[1:]) - X
+        return jnp.concatenate([jnp.sum(r)[None], r @ U])
+
+    out["hand_jax_manual_grad_s"] = timeit(jax.jit(manual), z, U, X)
+    out["jax_matvec_s"] = timeit(jax.jit(lambda U, v: U @ v), U, z[1:])
+    out["jax_sum_s"] = timeit(jax.jit(jnp.sum), U)
+    # Hessian (what each Newton iteration adds)
+    from probmodels.solvers._optimize import hessian_of
+
+    h = jax.jit(hessian_of(lambda z, a: -f(z, a, priors=False, jacobian=False)))
+    out["probmodels_hessian_s"] = timeit(h, z, obj.arrays)
+    out["hand_xtwx_s"] = timeit(jax.jit(lambda z, U: (U * (jax.nn.sigmoid(z[0] + U @ z[1:]) * (1 - jax.nn.sigmoid(z[0] + U @ z[1:])))[:, None]).T @ U), z, U)
+    # the memory floor: numpy reading the array once (sum) and reading + writing it (copy)
+    un = np.asarray(u)
+    ts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        un.sum()
+        ts.append(time.perf_counter() - t)
+    out["numpy_sum_s"] = float(np.median(ts))
+    dst = np.empty_like(un)
+    ts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(dst, un)
+        ts.append(time.perf_counter() - t)
+    out["numpy_copy_s"] = float(np.median(ts))
+    v = np.ones(d)
+    ts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        un @ v
+        ts.append(time.perf_counter() - t)
+    out["numpy_matvec_s"] = float(np.median(ts))
+    return out, None
+
+
+def w_prototype_breakdown(job):
+    """Time of each step of a first MLE fit (Objective build, solver, post-processing)."""
+    import probmodels
+    from probmodels.solvers._objective import Objective
+
+    log = CompileLog(log_functions=True)
+    model, n, d = job["model"], job["n"], job["d"]
+    prog = point_programs()[model]
+    data = make_data(model, n, d, 0)
+    out = {}
+    with log:
+        t = time.perf_counter()
+        Objective(prog, data)
+        out["objective_s"] = time.perf_counter() - t
+    out["objective_log"] = log.summary()
+    with log:
+        t = time.perf_counter()
+        f = probmodels.fit(prog, data, "mle")
+        out["fit_s"] = time.perf_counter() - t
+    out["fit_log"] = log.summary()
+    out["fit_compile_s"] = f.diagnostics["compile_s"]
+    out["fit_run_s"] = f.diagnostics["run_s"]
+    with log:
+        t = time.perf_counter()
+        probmodels.fit(prog, data, "mle", draws=0)
+        out["refit_nodraws_s"] = time.perf_counter() - t
+    return out, None
+
+
+WORKERS = dict(
+    probmodels=w_probmodels_nuts,
+    numpyro=w_numpyro_nuts,
+    pymc=w_pymc,
+    nutpie=w_nutpie,
+    pystan=w_pystan,
+    point=w_point,
+    gradient=w_gradient,
+    breakdown=w_prototype_breakdown,
+)
+
+
+def worker_main(spec: str):
+    job = json.loads(spec)
+    if job.get("quick"):
+        CFG.update(QUICK)
+    out, draws = WORKERS[job["kind"]](job)
+    if draws is not None:
+        np.savez(job["out"] + ".npz", **{k: np.asarray(v, dtype=np.float64) for k, v in draws.items()})
+    with open(job["out"], "w") as fh:
+        json.dump(out, fh)
+
+
+# =============================================================================================
+# the parent: run the workers, compute the diagnostics, write RESULTS.md
+
+
+class Runner:
+    def __init__(self, quick: bool, workdir: str, log):
+        self.quick, self.workdir, self.log = quick, workdir, log
+        self.failures = {}
+
+    def run(self, job: dict, env_extra: dict | None = None, timeout: float = 1200.0):
+        job = dict(job, quick=self.quick, out=os.path.join(self.workdir, f"job-{uuid.uuid4().hex[:10]}.json"))
+        env = dict(os.environ)
+        env.setdefault("PROBMODELS_CACHE_DIR", "off")
+        env["PYTHONWARNINGS"] = "ignore"
+        env.update(env_extra or {})
+        label = " ".join(f"{k}={v}" for k, v in job.items() if k not in ("out", "quick"))
+        t = time.perf_counter()
+        try:
+            res = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)],
+                capture_output=True, text=True, env=env, timeout=timeout, cwd=self.workdir,
+            )
+            rc, err = res.returncode, res.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, err = "timeout", f"timed out after {timeout:.0f} s\n" + (e.stderr or b"").decode(errors="replace")[-2000:] if isinstance(e.stderr, bytes) else f"timed out after {timeout:.0f} s"
+        took = time.perf_counter() - t
+        if rc != 0 or not os.path.exists(job["out"]):
+            tail = "\n".join(err.strip().splitlines()[-15:]) if err else ""
+            self.log(f"  FAILED ({took:.0f} s): {label}\n{textwrap.indent(tail, '    ')}")
+            return None, None, tail
+        with open(job["out"]) as fh:
+            out = json.load(fh)
+        draws = None
+        if os.path.exists(job["out"] + ".npz"):
+            with np.load(job["out"] + ".npz") as z:
+                draws = {k: z[k] for k in z.files}
+        self.log(f"  ok ({took:.0f} s): {label}")
+        return out, draws, None
+
+
+def posterior_diagnostics(draws: dict) -> dict:
+    import arviz as az
+
+    ds = az.convert_to_dataset({k: v for k, v in draws.items()})
+    ess = az.ess(ds, method="bulk")
+    tail = az.ess(ds, method="tail")
+    rhat = az.rhat(ds)
+    return dict(
+        min_ess_bulk=float(min(np.nanmin(ess[k].values) for k in draws)),
+        min_ess_tail=float(min(np.nanmin(tail[k].values) for k in draws)),
+        max_rhat=float(max(np.nanmax(rhat[k].values) for k in draws)),
+    )
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for p in ("probmodels", "jax", "jaxlib", "numpyro", "arviz", "numpy", "scipy", "optax", "pymc", "pytensor", "nutpie", "numba", "pystan", "httpstan", "statsmodels", "scikit-learn"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f"{kb / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        nproc = str(os.cpu_count())
+    return dict(nproc=nproc, memory=mem, cpu=cpu, os=platform.platform())
+
+
+def fmt(v, nd=2):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and short chains (a smoke test)")
+    ap.add_argument("--sections", default="nuts,point,gradient,analysis", help="comma-separated subset of nuts,point,gradient,analysis")
+    ap.add_argument("--models", default=",".join(MODELS), help="models for the NUTS section")
+    ap.add_argument("--samplers", default=",".join(SAMPLERS), help="samplers for the NUTS section")
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker_main(args.worker)
+        return
+    if args.quick:
+        CFG.update(QUICK)
+    sections = set(args.sections.split(","))
+    models = [m for m in args.models.split(",") if m]
+    samplers = [s for s in args.samplers.split(",") if s]
+    t_start = time.perf_counter()
+    workdir = tempfile.mkdtemp(prefix="probmodels-bench-")
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+
+    R = Runner(args.quick, workdir, log)
+    raw = dict(config={k: v for k, v in CFG.items()}, versions=versions(), machine=machine())
+    failures = {}
+
+    def cache():
+        return tempfile.mkdtemp(prefix="pmcache-", dir=workdir)
+
+    # -- NUTS ---------------------------------------------------------------------------------
+    nuts = {}
+    if "nuts" in sections:
+        log("== NUTS")
+        # PyMC compiles its C code into ~/.pytensor; one tiny sample first so that the shared
+        # elementwise ops are compiled before any timed run (the timed runs still compile their
+        # model's own graph).
+        if "pymc" in samplers or "nutpie" in samplers:
+            R.run(dict(kind="pymc", model="schools"))
+        for model in models:
+            nuts[model] = {}
+            for s in samplers:
+                job = dict(kind=s, model=model)
+                env = {}
+                if s == "probmodels":
+                    cdir = cache()
+                    env["PROBMODELS_CACHE_DIR"] = cdir
+                    job["log_functions"] = True
+                if s == "pystan":
+                    job["tag"] = uuid.uuid4().hex
+                out, draws, err = R.run(job, env)
+                if out is None:
+                    failures[f"{s} / {model}"] = err
+                    nuts[model][s] = None
+                    continue
+                out.update(posterior_diagnostics(draws))
+                if s == "probmodels":
+                    # the same fit in a second process on the filled cache
+                    w, wd, err = R.run(dict(kind="probmodels", model=model, log_functions=True), env)
+                    if w is not None:
+                        out["warm"] = dict(wall_s=w["wall_s"], compile_s=w["compile_s"], sample_s=w["sample_s"], compile_log=w["compile_log"])
+                        out["warm"].update(posterior_diagnostics(wd))
+                    shutil.rmtree(cdir, ignore_errors=True)
+                nuts[model][s] = out
+        raw["nuts"] = nuts
+
+    # -- MLE / MAP ------------------------------------------------------------------------------
+    point = {}
+    if "point" in sections:
+        log("== MLE / MAP")
+        n_small = CFG["sizes"]["linear"][0]
+        specs = [(m, meth, n_small, CFG["sizes"][m][1]) for m in ("linear", "logistic", "poisson") for meth in ("mle", "map")]
+        nb, db = CFG["big"]
+        specs += [("logistic", "mle", nb, db), ("logistic", "map", nb, db)]
+        for model, meth, n, d in specs:
+            key = f"{model}/{meth}/{n}x{d}"
+            cdir = cache()
+            reps = CFG["reps"] if n < 100_000 else 3
+            out, _, err = R.run(dict(kind="point", model=model, method=meth, n=n, d=d, reps=reps, log_functions=True), {"PROBMODELS_CACHE_DIR": cdir})
+            if out is None:
+                failures[f"point {key}"] = err
+                continue
+            w, _, err = R.run(dict(kind="point", model=model, method=meth, n=n, d=d, first_only=True), {"PROBMODELS_CACHE_DIR": cdir})
+            if w is not None:
+                out["warm_cache_first_s"] = w["first_s"]
+                out["warm_cache_first_compile_s"] = w["first_compile_s"]
+            shutil.rmtree(cdir, ignore_errors=True)
+            point[key] = out
+        raw["point"] = point
+
+    # -- gradient -----------------------------------------------------------------------------
+    grad = None
+    if "gradient" in sections:
+        log("== gradient at N = 1e6")
+        nb, db = CFG["big"]
+        grad, _, err = R.run(dict(kind="gradient", n=nb, d=db))
+        if grad is None:
+            failures["gradient"] = err
+        raw["gradient"] = grad
+
+    # -- analysis -----------------------------------------------------------------------------
+    analysis = {}
+    if "analysis" in sections:
+        log("== analysis")
+        # chain_method and precision (sampling time; compile separately)
+        for model in ("logistic", "mlp"):
+            a = analysis.setdefault(model, {})
+            out, _, err = R.run(dict(kind="probmodels", model=model, options=dict(chain_method="sequential"), refit=(model == "logistic")))
+            a["probmodels_sequential"] = out
+            for cm, extra in (("sequential", {}), ("parallel", {"host_devices": 4})):
+                out, d_, err = R.run(dict(kind="numpyro", model=model, chain_method=cm, **extra))
+                if out is not None:
+                    out.update(posterior_diagnostics(d_))
+                a[f"numpyro_{cm}"] = out
+            out, d_, err = R.run(dict(kind="numpyro", model=model, chain_method="vectorized", float32=True))
+            if out is not None:
+                out.update(posterior_diagnostics(d_))
+            a["numpyro_vectorized_float32"] = out
+        analysis["breakdown"], _, err = R.run(dict(kind="breakdown", model="logistic", n=CFG["sizes"]["logistic"][0], d=CFG["sizes"]["logistic"][1]))
+        raw["analysis"] = analysis
+
+    total = time.perf_counter() - t_start
+    raw["total_s"] = total
+    raw["failures"] = failures
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(raw, fh, indent=1, default=str)
+    with open(os.path.join(workdir, "raw.json"), "w") as fh:
+        json.dump(raw, fh, indent=1, default=str)
+    text = render(raw, args)
+    with open(args.out, "w") as fh:
+        fh.write(text)
+    log(f"wrote {args.out} ({total / 60:.1f} min); raw numbers in {os.path.join(workdir, 'raw.json')}")
+
+
+# =============================================================================================
+# RESULTS.md
+
+
+def render(raw: dict, args) -> str:
+    cfg, v, mach = raw["config"], raw["versions"], raw["machine"]
+    L = []
+    add = L.append
+    cmd = "/tmp/benchvenv/bin/python benchmarks/run.py" + (" --quick" if args.quick else "")
+    add("# probmodels benchmarks (issue 7)\n")
+    add(f"Generated by `benchmarks/run.py` on {time.strftime('%Y-%m-%d %H:%M')} in {raw['total_s'] / 60:.1f} min"
+        + (" (**--quick: small sizes, short chains; not the reference numbers**)" if args.quick else "") + ".\n")
+    add("Rerun (from the repository root):\n")
+    add("```bash\npython3 -m venv /tmp/benchvenv\n/tmp/benchvenv/bin/pip install -e '.[dev]' pymc nutpie pystan\n" + cmd + "\n```\n")
+    add(f"**Machine**: `nproc` = {mach['nproc']}, memory {mach['memory']}, CPU {mach['cpu']}, {mach['os']}.\n")
+    add("**Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".\n")
+
+    nuts = raw.get("nuts") or {}
+    if nuts:
+        add(f"## Posterior sampling: {cfg['chains']} chains x ({cfg['warmup']} warm-up + {cfg['draws']} draws)\n")
+        add("Each cell is one fresh Python process. *wall* is model building + compilation + sampling "
+            "(imports excluded); *compile* is what each tool spends before its first draw (probmodels: "
+            "`diagnostics['compile_s']`, empty persistent cache; raw numpyro: JAX's trace + lower + XLA compile "
+            "events; PyMC: wall minus its `sampling_time`; nutpie: `compile_pymc_model`; pystan: `stan.build`, "
+            "a fresh C++ build every time); *sample* is the rest. min ESS (bulk) and max r-hat come from "
+            "`arviz.ess` / `arviz.rhat` on every method's draws of the latent parameters; ESS/s = min bulk "
+            "ESS / wall (compile included). Defaults for parallelism: probmodels and raw numpyro "
+            "`chain_method='vectorized'` (one XLA program), PyMC `cores=2` (its default assumes "
+            "hyper-threading and would use 1 here), nutpie and pystan all cores.\n")
+        for model, row in nuts.items():
+            n, d = cfg["sizes"][model]
+            size = "J = 8" if model == "schools" else (f"N = {n:,}, {d} hidden units" if model == "mlp" else f"N = {n:,}, d = {d}")
+            add(f"### {TITLES[model]} ({size})\n")
+            add("| method | wall (s) | compile (s) | sample (s) | min ESS bulk | ESS/s (wall) | ESS/s (sampling) | max r-hat | divergences |")
+            add("|---|---|---|---|---|---|---|---|---|")
+            for s in SAMPLERS:
+                if s not in row:
+                    continue
+                o = row[s]
+                name = dict(probmodels="probmodels `fit(nuts)`", numpyro="raw numpyro `MCMC(NUTS)`", pymc="PyMC `pm.sample`", nutpie="nutpie", pystan="pystan 3")[s]
+                if o is None:
+                    add(f"| {name} | failed | | | | | | | |")
+                    continue
+                add(f"| {name} | {fmt(o['wall_s'])} | {fmt(o['compile_s'])} | {fmt(o['sample_s'])} | {o['min_ess_bulk']:.0f} | "
+                    f"{fmt(o['min_ess_bulk'] / o['wall_s'])} | {fmt(o['min_ess_bulk'] / max(o['sample_s'], 1e-9))} | {o['max_rhat']:.3f} | {o['divergences']} |")
+                if s == "probmodels" and o.get("warm"):
+                    w = o["warm"]
+                    add(f"| probmodels, warm persistent cache | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
+                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | |")
+            add("")
+        # summary: probmodels relative to each peer
+        add("### probmodels' ESS/s (wall, cold cache) relative to each peer\n")
+        add("| model | " + " | ".join(s for s in SAMPLERS[1:]) + " |")
+        add("|---|" + "---|" * (len(SAMPLERS) - 1))
+        for model, row in nuts.items():
+            p = row.get("probmodels")
+            cells = []
+            for s in SAMPLERS[1:]:
+                o = row.get(s)
+                if p is None or o is None:
+                    cells.append("n/a")
+                else:
+                    cells.append(f"{(p['min_ess_bulk'] / p['wall_s']) / (o['min_ess_bulk'] / o['wall_s']):.2f}x")
+            add(f"| {model} | " + " | ".join(cells) + " |")
+        add("\n(> 1: probmodels ahead.)\n")
+        add("### Where probmodels' NUTS compile time goes (cold cache, seconds)\n")
+        add("| model | compile_s | trace | lower | XLA compile | # XLA compiles | largest function: trace / lower / XLA | warm-cache compile_s |")
+        add("|---|---|---|---|---|---|---|---|")
+        for model, row in nuts.items():
+            p = row.get("probmodels")
+            if not p:
+                continue
+            c = p["compile_log"]
+            fns = c["functions"]
+            top = max(fns, key=lambda k: fns[k]["trace"] + fns[k]["lower"] + fns[k]["xla"]) if fns else None
+            fnr = fns.get(top, {})
+            w = p.get("warm", {})
+            add(f"| {model} | {fmt(p['compile_s'])} | {fmt(c['trace'])} | {fmt(c['lower'])} | {fmt(c['xla'])} | {c['n_xla']} | "
+                f"`{top}`: {fmt(fnr.get('trace'))} / {fmt(fnr.get('lower'))} / {fmt(fnr.get('xla'))} | {fmt(w.get('compile_s'))} |")
+        add("")
+
+    point = raw.get("point") or {}
+    if point:
+        add("## MLE and MAP against statsmodels and scikit-learn\n")
+        add("probmodels: *first fit* in a fresh process with an empty persistent cache (compile included), "
+            "*warm-cache first fit* in a second fresh process on the filled cache, *warm fit* the median "
+            "over repeated fits on new data of the same shapes in the same process (nothing compiles). "
+            "References: median time of repeated fits on the same new data; *max |diff|* is the largest "
+            "absolute difference of the intercept and coefficients. MAP programs use the prior that "
+            "reproduces the estimator's penalty (`probmodels.priors.sklearn_prior`; PoissonRegressor by "
+            "the same translation by hand, prior N(0, 1/sqrt(N alpha))).\n")
+        add("| model | method | N x d | first fit (s) | of which compile (s) | warm-cache first fit (s) | warm fit (s) | reference | reference (s) | warm / ref | first / ref | max abs diff |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, o in point.items():
+            model, meth, shape = key.split("/")
+            nn, dd = shape.split("x")
+            for i, (rname, r) in enumerate(o["refs"].items()):
+                first = (f"{fmt(o['first_s'])} | {fmt(o['first_compile_s'])} | {fmt(o.get('warm_cache_first_s'))} | {fmt(o['warm_s'], 3)}"
+                         if i == 0 else " | | | ")
+                add(f"| {model} | {meth} | {int(nn):,} x {dd} | {first} | {rname} | {fmt(r['time_s'], 3)} | "
+                    f"{o['warm_s'] / r['time_s']:.2f} | {o['first_s'] / r['time_s']:.1f} | {r['max_abs_diff']:.1e} |")
+        add("")
+        add("Where a first point fit's time goes (cold cache): seconds of JAX trace / lower / XLA compile, "
+            "and the number of XLA compiles, in the whole `fit` call.\n")
+        add("| model | method | N x d | first fit | trace | lower | XLA | # XLA compiles | solver run_s (first) | warm solver run_s | Newton iterations |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, o in point.items():
+            model, meth, shape = key.split("/")
+            c = o["compile_log"]
+            add(f"| {model} | {meth} | {shape} | {fmt(o['first_s'])} | {fmt(c['trace'])} | {fmt(c['lower'])} | {fmt(c['xla'])} | {c['n_xla']} | "
+                f"{fmt(o['first_run_s'], 3)} | {fmt(o['warm_solver_s'], 3)} | {o['iterations']} |")
+        add("")
+
+    g = raw.get("gradient")
+    if g:
+        gb = g["bytes"] / 1e6
+        floor = g["numpy_sum_s"]
+        add(f"## One gradient of the logistic negative log-likelihood, N = {cfg['big'][0]:,}, d = {cfg['big'][1]} ({gb:.0f} MB design matrix)\n")
+        add("Median of 10 calls after a warm-up call. The floor is reading the matrix once (`numpy.sum`).\n")
+        add("| what | seconds | x floor | GB/s |")
+        add("|---|---|---|---|")
+        rows = [
+            ("numpy `u.sum()` (read once: the floor)", g["numpy_sum_s"]),
+            ("numpy `np.copyto` (read + write)", g["numpy_copy_s"]),
+            ("numpy `u @ v` (one matvec)", g["numpy_matvec_s"]),
+            ("`jax.jit(jnp.sum)`", g["jax_sum_s"]),
+            ("`jax.jit(u @ v)`", g["jax_matvec_s"]),
+            ("**probmodels `jax.jit(jax.grad(log_joint_raw))`**", g["probmodels_grad_s"]),
+            ("probmodels value_and_grad", g["probmodels_value_and_grad_s"]),
+            ("probmodels value only", g["probmodels_value_s"]),
+            ("hand-written JAX nll, `jax.grad`", g["hand_jax_grad_s"]),
+            ("hand-written gradient `u.T @ (sigmoid(eta) - x)`", g["hand_jax_manual_grad_s"]),
+            ("probmodels Hessian (`jacrev(grad)`, what each Newton step adds)", g["probmodels_hessian_s"]),
+            ("hand-written `X^T W X` in JAX", g["hand_xtwx_s"]),
+        ]
+        for name, s in rows:
+            add(f"| {name} | {s:.4f} | {s / floor:.2f} | {g['bytes'] / s / 1e9:.1f} |")
+        add("")
+
+    an = raw.get("analysis") or {}
+    if an:
+        add("## Analysis runs\n")
+        add("Sampling-only seconds unless said otherwise (4 chains x 2000 iterations).\n")
+        add("| model | configuration | wall (s) | compile (s) | sample (s) | min ESS bulk | max r-hat |")
+        add("|---|---|---|---|---|---|---|")
+        for model in ("logistic", "mlp"):
+            a = an.get(model) or {}
+            ref = (raw.get("nuts") or {}).get(model) or {}
+            rows = [
+                ("probmodels vectorized (main table)", ref.get("probmodels")),
+                ("probmodels sequential", a.get("probmodels_sequential")),
+                ("raw numpyro vectorized (main table)", ref.get("numpyro")),
+                ("raw numpyro sequential", a.get("numpyro_sequential")),
+                ("raw numpyro parallel (4 host devices on 2 cores)", a.get("numpyro_parallel")),
+                ("raw numpyro vectorized, float32", a.get("numpyro_vectorized_float32")),
+            ]
+            for name, o in rows:
+                if not o:
+                    add(f"| {model} | {name} | n/a | | | | |")
+                    continue
+                ess = o.get("min_ess_bulk", o.get("lib_min_ess_bulk"))
+                add(f"| {model} | {name} | {fmt(o['wall_s'])} | {fmt(o['compile_s'])} | {fmt(o['sample_s'])} | {fmt(ess)} | {fmt(o.get('max_rhat'), 3)} |")
+            ps = a.get("probmodels_sequential") or {}
+            if "refit_wall_s" in ps:
+                add(f"| {model} | probmodels sequential, second fit on new data (same process) | {fmt(ps['refit_wall_s'])} | {fmt(ps['refit_compile_s'])} | {fmt(ps['refit_sample_s'])} | | |")
+        add("")
+        b = an.get("breakdown")
+        if b:
+            add("### First MLE fit, logistic N = 10,000, d = 20: every jitted function compiled (persistent cache off)\n")
+            add(f"`Objective(...)` alone: {b['objective_s']:.2f} s; whole first `fit`: {b['fit_s']:.2f} s "
+                f"(compile_s {b['fit_compile_s']:.2f}, run_s {b['fit_run_s']:.3f}); a second fit with `draws=0`: {b['refit_nodraws_s']:.2f} s.\n")
+            add("| phase | function | trace (s) | lower (s) | XLA compile (s) | # compiles |")
+            add("|---|---|---|---|---|---|")
+            for phase, key in (("Objective()", "objective_log"), ("fit(mle)", "fit_log")):
+                fns = b[key]["functions"]
+                for name, f in sorted(fns.items(), key=lambda kv: -(kv[1]["trace"] + kv[1]["lower"] + kv[1]["xla"])):
+                    add(f"| {phase} | `{name}` | {f['trace']:.3f} | {f['lower']:.3f} | {f['xla']:.3f} | {f['n']} |")
+            add("")
+
+    fails = raw.get("failures") or {}
+    add("## Peers that failed\n")
+    if not fails:
+        add("None: probmodels, raw numpyro, PyMC, nutpie and pystan all installed and ran every model.\n")
+    else:
+        for k, e in fails.items():
+            add(f"- **{k}**:\n\n```\n{e}\n```\n")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The report's figures: ArviZ's plots where ArviZ has them (forest, densities, trace, rank, PPC),
+and the penalty geometry of the noise models compared."""
+
+from __future__ import annotations
+
+import copy
+
+import arviz as az
+import jax
+import numpy as np
+from numpyro import handlers
+from numpyro.infer import Predictive
+
+from .plots import plot_penalty_geometry
+
+__all__ = ["all_figures", "noise_models_at"]
+
+MAX_PARAMS = 12
+
+
+def _posterior_fit(fits):
+    for label in ("NUTS", "VI", "Laplace"):
+        if label in fits and fits[label].draws is not None:
+            return label, fits[label]
+    return None, None
+
+
+def _var_names(f):
+    return [s["name"] for s in f._result.objective.sites]
+
+
+def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    fits = {k: f for k, f in rep.fits.items() if f.draws is not None}
+    var_names = _var_names(next(iter(rep.fits.values())))
+    if fits:
+        idatas = [f.to_arviz(log_likelihood=False) for f in fits.values()]
+        axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * len(rep.tables["comparison"]) * max(1, len(fits) / 3)))
+        ax = np.ravel(axes)[0]
+        ax.set_title("94% intervals: Wald (MLE, MAP; Gaussian approximation) and HDI (posteriors)")
+        figs["forest"] = ax.figure
+
+    label, post = _posterior_fit(rep.fits)
+    if post is not None:
+        figs["densities"] = _densities(rep, label, post, truth)
+    if "NUTS" in rep.fits:
+        idata = rep.fits["NUTS"].to_arviz(log_likelihood=False)
+        names = var_names if sum(np.prod(np.shape(rep.fits["NUTS"].estimate[v])) for v in var_names) <= MAX_PARAMS else var_names[:3]
+        axes = az.plot_trace(idata, var_names=names, compact=True, figsize=(10, 1.8 * len(names)))
+        np.ravel(axes)[0].figure.suptitle("NUTS trace", y=1.0)
+        np.ravel(axes)[0].figure.tight_layout()
+        figs["trace"] = np.ravel(axes)[0].figure
+        axes = az.plot_rank(idata, var_names=names, figsize=(10, 2.2 * int(np.ceil(len(names) / 3))))
+        figs["rank"] = np.ravel(axes)[0].figure
+    if post is not None and observed in data:
+        figs["ppc"] = _ppc(program, data, observed, post, label)
+    models = noise_models_at(program, data, rep.fits, "program")
+    for alt_label, alt in alternatives.items():
+        alt_fit = rep.alternative_fits.get(alt_label)
+        models.update(noise_models_at(alt, data, {"posterior": alt_fit} if alt_fit else None, alt_label))
+    additive = {k: m for k, m in models.items() if getattr(m, "additive", False)}
+    if additive:
+        figs["penalty_geometry"] = plot_penalty_geometry(additive)
+    return figs
+
+
+def _densities(rep, label, post, truth):
+    import matplotlib.pyplot as plt
+
+    labels = post.labels()[:MAX_PARAMS]
+    cols = min(3, len(labels))
+    rows = int(np.ceil(len(labels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    flat = {}
+    for s in post._result.objective.sites:
+        d = np.asarray(post.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int)))
+        for j, lab in enumerate(post._result.objective.site_labels(s["name"], s["shape"])):
+            flat[lab] = d[:, j]
+    marks = {k: f for k, f in rep.fits.items() if f.method in ("mle", "map")}
+    for ax, lab in zip(axes.ravel(), labels):
+        az.plot_kde(flat[lab], ax=ax, plot_kwargs={"color": "C0"})
+        ax.set_title(lab)
+        for i, (mlabel, f) in enumerate(marks.items()):
+            est = f._flat(f.estimate)[f.labels().index(lab)]
+            ax.axvline(est, color=f"C{i + 1}", lw=2.5 - i, ls=("-", ":")[i % 2], label=mlabel)
+        if truth is not None:
+            from .report import _truth
+
+            t = _truth(truth, lab)
+            if np.isfinite(t):
+                ax.axvline(t, color="k", ls="--", lw=1.2, label="truth")
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(labels) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=8)
+    fig.suptitle(f"{label} posterior densities, with the MLE and MAP marked", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def _ppc(program, data, observed, post, label, n=200):
+    draws = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in post.draws.items() if k in post.estimate}
+    total = len(next(iter(draws.values())))
+    idx = np.linspace(0, total - 1, min(n, total)).astype(int)
+    draws = {k: v[idx] for k, v in draws.items()}
+    sim = Predictive(program, posterior_samples=draws, return_sites=[observed])(jax.random.PRNGKey(0), **{**data, observed: None})
+    pp = np.asarray(sim[observed])[None]
+    idata = az.from_dict(posterior_predictive={observed: pp}, observed_data={observed: np.asarray(data[observed])})
+    ax = az.plot_ppc(idata, num_pp_samples=len(idx), figsize=(8, 4))
+    ax = np.ravel(ax)[0]
+    ax.set_title(f"posterior predictive check ({label}, {len(idx)} draws)")
+    return ax.figure
+
+
+def noise_models_at(program, data, fits, label) -> dict:
+    """The noise model of each observation of ``program``, with its parameters at a point
+    estimate (MAP, else MLE, else the starting point); array scales are summarised by their
+    median (heteroscedastic noise)."""
+    values = None
+    if fits:
+        for key in ("MAP", "MLE", "posterior"):
+            if key in fits:
+                values = {k: np.asarray(v) for k, v in fits[key].estimate.items()}
+                break
+    from .solvers._objective import Objective
+
+    obj = Objective(program, data)
+    if values is None:
+        values = {k: np.asarray(v) for k, v in obj.natural(obj.z0).items()}
+    tr = handlers.trace(handlers.substitute(program, data=values)).get_trace(**data)
+    out = {}
+    for name, site in tr.items():
+        nm = site.get("infer", {}).get("noise")
+        if nm is None:
+            continue
+        nm = _concrete_copy(nm)
+        shown = f"{name} ~ {nm!r}".replace("noise.", "")
+        out[shown if label == "program" else f"{label}: {shown}"] = nm
+    return out
+
+
+def _concrete_copy(nm):
+    nm = copy.copy(nm)
+    for attr in ("scale", "df", "delta"):
+        v = getattr(nm, attr, None)
+        if v is not None and np.ndim(v) > 0:
+            setattr(nm, attr, float(np.median(np.asarray(v))))
+    if hasattr(nm, "components"):
+        nm.components = [_concrete_copy(c) for c in nm.components]
+        if np.ndim(nm.weights) > 1:
+            nm.weights = np.asarray(nm.weights).reshape(-1, len(nm.components))[0]
+    return nm

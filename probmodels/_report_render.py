@@ -1,0 +1,169 @@
+"""Writing a :class:`probmodels.report.Report`: report.md, a self-contained report.html (images
+embedded as data URIs, no external resource), CSV tables, PNG figures, NetCDF fits."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["write", "markdown_table"]
+
+CAPTIONS = {
+    "forest": "All methods side by side: 94% Wald intervals for the point fits (their Gaussian approximation) and 94% HDIs for the posteriors.",
+    "densities": "Posterior densities with the MLE and MAP marked (and the true value, dashed, when known).",
+    "trace": "NUTS traces: every chain should wander over the same region.",
+    "rank": "NUTS rank plots: uniform histograms mean well-mixed chains.",
+    "ppc": "Posterior predictive check: data simulated from the posterior against the observed data.",
+    "penalty_geometry": "The noise models compared, at their fitted scales: each one's negative log-likelihood against the residual (the loss it is) and its influence function.",
+}
+TABLE_TITLES = {
+    "comparison": "Estimates by method",
+    "heldout": "Held-out comparison (log predictive density on 20% of the data, fits on the other 80%)",
+    "loo": "Noise-model selection (az.compare on PSIS-LOO)",
+}
+
+
+def _fmt(v):
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "" if np.isnan(v) else str(v)
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _flat_columns(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    if isinstance(df.columns, pd.MultiIndex):
+        df.columns = [" ".join(str(c) for c in col if c != "") for col in df.columns]
+    return df
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    df = _flat_columns(df)
+    names = [str(n or "") for n in df.index.names]
+    head = names + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for idx, row in df.iterrows():
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        lines.append("| " + " | ".join([str(i) for i in idx] + [_fmt(v) for v in row.values]) + " |")
+    return "\n".join(lines)
+
+
+def long_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """``compare``'s wide table (one column group per fit) as one row per parameter and fit."""
+    rows = []
+    fits = [f for f in dict.fromkeys(df.columns.get_level_values(0)) if f != "truth"]
+    for param in df.index:
+        for f in fits:
+            sub = df[f].loc[param]
+            se_key = next(k for k in sub.index if k.startswith("se") or k == "sd")
+            lo_key = next(k for k in sub.index if k.endswith("3%"))
+            hi_key = next(k for k in sub.index if k.endswith("97%"))
+            row = {
+                "param": param,
+                "fit": f,
+                "estimate": sub["estimate"],
+                "se / sd": sub[se_key],
+                "interval": "Wald" if lo_key.startswith("wald") else "HDI",
+                "3%": sub[lo_key],
+                "97%": sub[hi_key],
+                "shift from MLE (sd)": sub.get("shift_from_mle_sd", np.nan),
+                "MLE in HDI": sub.get("mle_in_hdi", ""),
+            }
+            if ("truth", "value") in df.columns:
+                row["truth"] = df[("truth", "value")].loc[param]
+            rows.append(row)
+    out = pd.DataFrame(rows).set_index(["param", "fit"])
+    return out
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return buf.getvalue()
+
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+.finding { margin: 0.3em 0; } .ok { color: #2a7a2a; } .bad { color: #b03030; }
+figure { margin: 1em 0; } figcaption { font-size: 0.9em; color: #555; }
+img { max-width: 100%; } .note { color: #666; font-size: 0.9em; } pre { background: #f6f6f6; padding: 0.6em; }
+"""
+
+
+def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
+    """Write every file of the report into ``out``; returns their paths."""
+    os.makedirs(out, exist_ok=True)
+    files = []
+    images = {}
+    for key, fig in rep.figures.items():
+        data = _png(fig)
+        images[key] = data
+        path = os.path.join(out, f"{key}.png")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        files.append(path)
+    for key, df in rep.tables.items():
+        path = os.path.join(out, f"{key}.csv")
+        _flat_columns(df).to_csv(path)
+        files.append(path)
+    for label, f in rep.fits.items():
+        path = os.path.join(out, f"fit_{f.method}.nc")
+        f.to_arviz().to_netcdf(path)
+        files.append(path)
+
+    md = [f"# {rep.title}", "", rep.description, ""]
+    if quick:
+        md += ["_Quick settings: short NUTS and VI runs (a preview, not a final analysis)._", ""]
+    md += [f"Model file: `{model_path}`. Methods: {', '.join(rep.fits)}. Total time {rep.timings.get('total', 0):.0f} s.", ""]
+    md += ["## Findings", ""]
+    for category, label, text in rep.findings:
+        md.append(f"- **{category}**: " + (f"{label}: {text}" if label else text))
+    md += [""] + [f"- {n}" for n in rep.loo_notes]
+    for key, df in rep.tables.items():
+        shown = long_comparison(df) if key == "comparison" else df
+        md += ["", f"## {TABLE_TITLES.get(key, key)}", "", markdown_table(shown)]
+    md += ["", "## Timing", "", markdown_table(pd.DataFrame({"seconds": {k: v for k, v in rep.timings.items()}}))]
+    for key in rep.figures:
+        md += ["", f"## {key.replace('_', ' ')}", "", f"![{key}]({key}.png)", "", CAPTIONS.get(key, "")]
+    path = os.path.join(out, "report.md")
+    with open(path, "w") as fh:
+        fh.write("\n".join(md) + "\n")
+    files.append(path)
+
+    h = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(rep.title)}</title><style>{STYLE}</style></head><body>"]
+    h.append(f"<h1>{html.escape(rep.title)}</h1><p>{html.escape(rep.description)}</p>")
+    if quick:
+        h.append("<p class='note'>Quick settings: short NUTS and VI runs (a preview, not a final analysis).</p>")
+    h.append(f"<p class='note'>Model file: <code>{html.escape(model_path)}</code>. Methods: {', '.join(rep.fits)}. Total time {rep.timings.get('total', 0):.0f} s.</p>")
+    h.append("<h2>Findings</h2>")
+    for category, label, text in rep.findings:
+        cls = "ok" if label is None else "bad"
+        h.append(f"<div class='finding'><b>{html.escape(category)}</b>: <span class='{cls}'>{html.escape((label + ': ' if label else '') + text)}</span></div>")
+    for n in rep.loo_notes:
+        h.append(f"<div class='finding bad'>{html.escape(n)}</div>")
+    for key, df in rep.tables.items():
+        h.append(f"<h2>{html.escape(TABLE_TITLES.get(key, key))}</h2>")
+        shown = long_comparison(df) if key == "comparison" else _flat_columns(df)
+        h.append(shown.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
+    for key, data in images.items():
+        b64 = base64.b64encode(data).decode()
+        h.append(f"<h2>{html.escape(key.replace('_', ' '))}</h2><figure><img alt='{key}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(CAPTIONS.get(key, ''))}</figcaption></figure>")
+    h.append("</body></html>")
+    path = os.path.join(out, "report.html")
+    with open(path, "w") as fh:
+        fh.write("\n".join(h))
+    files.append(path)
+    return files

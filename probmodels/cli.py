@@ -1,0 +1,37 @@
+"""The command line: ``probmodels report [MODEL] --out DIR [--methods ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="probmodels", description="probmodels: every loss a likelihood, every regularizer a prior.")
+    sub = parser.add_subparsers(dest="command")
+    rp = sub.add_parser("report", help="fit a model file by every method and write an HTML/markdown report")
+    rp.add_argument("model", nargs="?", default=None, help="a model-specification file (models/<name>.py); the built-in robust-regression example when omitted")
+    rp.add_argument("--out", default="probmodels-report", help="output folder (default: probmodels-report)")
+    rp.add_argument("--methods", default="mle,map,laplace,vi,nuts", help="comma-separated subset of mle,map,laplace,vi,nuts")
+    rp.add_argument("--quick", action="store_true", help="short NUTS and VI runs (a preview)")
+    rp.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    args = parser.parse_args(argv)
+    if args.command != "report":
+        parser.print_help()
+        return 2
+    from .report import report
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        rep = report(args.model, out=args.out, methods=methods, quick=args.quick, quiet=args.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"probmodels report: {e}", file=sys.stderr)
+        return 1
+    print(f"{rep.title}: report written to {args.out}/report.html and {args.out}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Built-in model-specification files (the default of `probmodels report`)."""
