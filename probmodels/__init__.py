@@ -22,6 +22,7 @@ from . import noise, plots, priors
 from .compare import compare
 from .fit import METHODS, Fit, fit
 from .program import observe, param
+from .report import report
 
-__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare"]
+__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report"]
 __version__ = "0.1.0"

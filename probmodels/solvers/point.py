@@ -378,7 +378,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
 
     zdraws = draws = None
     n = int(opts["draws"] or 0)
-    if n and cov_z is not None and np.all(np.isfinite(cov_z)) and converged:
+    if n and cov_z is not None and np.all(np.isfinite(cov_z)) and converged and not boundary:
         zdraws, draws = gaussian_draws(obj, z, cov_z, n, int(opts["seed"]))
 
     diagnostics = dict(
