@@ -19,10 +19,11 @@ with _warnings.catch_warnings():
     import arviz as _arviz  # noqa: F401
 
 from . import noise, plots, priors
+from .calibrate import calibrate
 from .compare import compare
 from .fit import METHODS, Fit, fit
 from .program import observe, param
 from .report import report
 
-__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report"]
+__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
 __version__ = "0.1.0"

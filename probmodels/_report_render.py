@@ -131,7 +131,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
     md += ["## Findings", ""]
     for category, label, text in rep.findings:
         md.append(f"- **{category}**: " + (f"{label}: {text}" if label else text))
-    md += [""] + [f"- {n}" for n in rep.loo_notes]
+    md += [""] + [f"- {n}" for n in rep.loo_notes + rep.notes]
     for key, df in rep.tables.items():
         shown = long_comparison(df) if key == "comparison" else df
         md += ["", f"## {TABLE_TITLES.get(key, key)}", "", markdown_table(shown)]
@@ -154,6 +154,8 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         h.append(f"<div class='finding'><b>{html.escape(category)}</b>: <span class='{cls}'>{html.escape((label + ': ' if label else '') + text)}</span></div>")
     for n in rep.loo_notes:
         h.append(f"<div class='finding bad'>{html.escape(n)}</div>")
+    for n in rep.notes:
+        h.append(f"<div class='finding note'>{html.escape(n)}</div>")
     for key, df in rep.tables.items():
         h.append(f"<h2>{html.escape(TABLE_TITLES.get(key, key))}</h2>")
         shown = long_comparison(df) if key == "comparison" else _flat_columns(df)

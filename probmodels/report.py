@@ -34,6 +34,7 @@ from .fit import METHODS, Fit, fit
 __all__ = ["report", "Report", "load_spec", "split"]
 
 LABELS = {"mle": "MLE", "map": "MAP", "laplace": "Laplace", "vi": "VI", "nuts": "NUTS"}
+MIN_HELDOUT = 10
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
 
@@ -49,6 +50,7 @@ class Report:
     figures: dict = field(default_factory=dict)
     findings: list = field(default_factory=list)
     loo_notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
     alternative_fits: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
@@ -79,8 +81,8 @@ def split(data: dict, observed: str, test_fraction: float = 0.2, seed: int = 0):
     if observed not in data:
         raise ValueError(f"report: data() has no observation {observed!r}; set OBSERVED in the model file")
     n = len(np.asarray(data[observed]))
-    if n < 10:
-        raise ValueError(f"report: {n} observations are too few to hold any out")
+    if n < MIN_HELDOUT:
+        raise ValueError(f"report: {n} observations are too few to hold any out (at least {MIN_HELDOUT})")
     idx = np.random.default_rng(seed).permutation(n)
     n_test = max(int(round(test_fraction * n)), 2)
     test_idx, train_idx = np.sort(idx[:n_test]), np.sort(idx[n_test:])
@@ -165,10 +167,17 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
         table[("truth", "value")] = [_truth(truth, label) for label in table.index]
     rep.tables["comparison"] = table
 
-    _progress("held-out comparison: refitting on 80% of the data ...", quiet)
-    train, test = split(data, observed)
-    held = {LABELS[m]: fit(program, train, m, **options.get(m, {})) for m in methods}
-    rep.tables["heldout"] = heldout(held, program, test)
+    n_obs = len(np.asarray(data[observed])) if observed in data else 0
+    if n_obs >= MIN_HELDOUT:
+        _progress("held-out comparison: refitting on 80% of the data ...", quiet)
+        train, test = split(data, observed)
+        held = {LABELS[m]: fit(program, train, m, **options.get(m, {})) for m in methods}
+        rep.tables["heldout"] = heldout(held, program, test)
+    else:
+        rep.notes.append(
+            f"no held-out comparison: {n_obs} observations of {observed!r} are too few to hold 20% "
+            f"out (it needs {MIN_HELDOUT}); the LOO comparison uses all of them"
+        )
 
     if alternatives:
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
