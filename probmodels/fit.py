@@ -36,6 +36,7 @@ _SOLVERS = {
 METHODS = tuple(_SOLVERS)
 _POINT = ("mle", "map")
 HDI_PROB = 0.94
+_MAX_LOGLIK_CELLS = 400_000_000  # 3.2 GB of float64
 
 
 def fit(model, data: dict, method: str, **options) -> "Fit":
@@ -161,6 +162,15 @@ class Fit:
             groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}
         if r.sample_stats is not None:
             groups["sample_stats"] = r.sample_stats
+        n_cells = 0 if zdraws is None else int(np.prod(zdraws.shape[:2])) * obj.n_obs
+        if log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
+            attrs_note = (
+                f"log_likelihood omitted: {n_cells:.2e} values (draws x observations) exceed "
+                f"{_MAX_LOGLIK_CELLS:.0e}; thin the draws or score a subset of the data"
+            )
+            log_likelihood = False
+        else:
+            attrs_note = ""
         if log_likelihood and zdraws is not None and obj.observed:
             c, d = zdraws.shape[:2]
             ll = obj.fns["pointwise_batch"](jnp.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
@@ -178,6 +188,8 @@ class Fit:
             posterior_kind=r.attrs.get("posterior_kind", ""),
             converged=int(bool(self.diagnostics.get("converged"))),
         )
+        if attrs_note:
+            attrs["note"] = attrs_note
         idata = az.from_dict(**groups, dims=dims, attrs=attrs)
         for g in idata.groups():
             getattr(idata, g).attrs.update(attrs)

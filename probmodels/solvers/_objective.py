@@ -505,13 +505,26 @@ class _DictUnravel:
         return dict(zip(self.names, self._unravel(z_flat)))
 
 
+class _ScaleObserved(Messenger):
+    """Minibatches: the log-likelihood of a batch of B of N observations, scaled by N / B (the
+    priors are not scaled), as numpyro's subsampling plates do."""
+
+    def __init__(self, fn=None, scale=1.0):
+        self.scale = scale
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and not msg["name"].startswith("_"):
+            msg["scale"] = self.scale if msg["scale"] is None else self.scale * msg["scale"]
+
+
 def _log_joint(
-    model, static, unravel, key, z_flat, arrays, eps=None, *, priors=True, jacobian=True, drop=(), laplace="exact"
+    model, static, unravel, key, z_flat, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"
 ):
     """``log p(x, T(z))`` (+ ``log|dT/dz|`` with ``jacobian``); ``priors=False`` flattens every
     ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
     ``laplace="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
-    surrogate."""
+    surrogate; ``obs_scale`` scales the log-likelihood (minibatches)."""
     _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
     m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
@@ -519,6 +532,8 @@ def _log_joint(
         m = _FlatPriors(m)
     elif drop:
         m = _FlatPriors(m, only=frozenset(drop))
+    if obs_scale is not None:
+        m = _ScaleObserved(m, obs_scale)
     if laplace == "smooth":
         m = _LaplaceMode(m, eps=eps)
     elif laplace == "fisher":

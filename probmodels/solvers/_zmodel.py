@@ -19,9 +19,9 @@ from ._objective import Objective
 __all__ = ["zmodel"]
 
 
-def _zmodel(arrays, *, log_joint, dim):
+def _zmodel(arrays, obs_scale=None, *, log_joint, dim):
     z = numpyro.sample("z", dist.ImproperUniform(constraints.real, (), (dim,)))
-    numpyro.factor("log_joint", log_joint(z, arrays))
+    numpyro.factor("log_joint", log_joint(z, arrays, None, obs_scale))
 
 
 def zmodel(obj: Objective):

@@ -5,7 +5,8 @@
 unconstrained posterior and its curvature), so the optimisation only corrects it. Adam runs in
 compiled chunks at a constant learning rate until the ELBO stops improving (the drop between
 two chunk means is within two standard errors), then the learning rate is annealed over four
-more chunks so that the final parameters do not carry Adam's step noise. The ELBO trace is in
+more chunks and the iterates of the last one averaged (Polyak-Ruppert), so that the final
+parameters do not carry Adam's step noise. The ELBO trace is in
 ``diagnostics["elbo"]``.
 """
 
@@ -36,30 +37,72 @@ VI_DEFAULTS = dict(
     learning_rate=0.01,
     draws=4000,
     num_particles=1,
-    chunk=500,
+    chunk=None,
     psis=False,
+    batch_size=None,
 )
 _GUIDES = {"normal": AutoNormal, "multivariate_normal": AutoMultivariateNormal}
 _ANNEAL = (0.3, 0.09, 0.027, 0.0081)
 
 
-def _svi(obj: Objective, guide_kind: str, num_particles: int):
-    key = ("svi", guide_kind, num_particles)
+def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
+    """SVI, its guide and the compiled chunk of steps (cached per program and settings).
+
+    ``minibatch = (per-observation keys, N, B)``: each step draws B of the N observations
+    (uniformly, with replacement: O(B) per step, where a permutation of 10 million indices is not),
+    indexes every per-observation array with the same indices, and scales the log-likelihood by
+    N / B, which keeps the ELBO's gradient unbiased."""
+    key = ("svi", guide_kind, num_particles, minibatch)
     cache = obj.fns["solvers"]
     if key not in cache:
         model = zmodel(obj)
         guide = _GUIDES[guide_kind](model)
         optim = optax_to_numpyro(optax.inject_hyperparams(optax.adam)(learning_rate=1e-2))
         svi = SVI(model, guide, optim, Trace_ELBO(num_particles=num_particles))
+        if minibatch is None:
 
-        def chunk(state, arrays, n):
-            def step(s, _):
-                return svi.update(s, arrays=arrays)
+            def chunk(state, arrays, rng, n):
+                def step(s, _):
+                    s, loss = svi.update(s, arrays=arrays)
+                    return s, (loss, svi.optim.get_params(s.optim_state))
 
-            return jax.lax.scan(step, state, None, length=n)
+                state, (losses, path) = jax.lax.scan(step, state, None, length=n)
+                return state, rng, losses, jax.tree_util.tree_map(lambda a: a.mean(0), path)
 
-        cache[key] = dict(svi=svi, guide=guide, chunk=jax.jit(chunk, static_argnums=2))
+        else:
+            keys, n_total, b = minibatch
+            scale = n_total / b
+
+            def chunk(state, arrays, rng, n):
+                def step(carry, _):
+                    s, k = carry
+                    k, sub = jax.random.split(k)
+                    idx = jax.random.randint(sub, (b,), 0, n_total)
+                    batch = {name: (v[idx] if name in keys else v) for name, v in arrays.items()}
+                    s, loss = svi.update(s, arrays=batch, obs_scale=scale)
+                    return (s, k), (loss, svi.optim.get_params(s.optim_state))
+
+                (state, rng), (losses, path) = jax.lax.scan(step, (state, rng), None, length=n)
+                return state, rng, losses, jax.tree_util.tree_map(lambda a: a.mean(0), path)
+
+        cache[key] = dict(svi=svi, guide=guide, chunk=jax.jit(chunk, static_argnums=3))
     return cache[key]
+
+
+def _minibatch(obj: Objective, batch_size: int):
+    """(per-observation data keys, N, B) for minibatch VI, or an error that says why not."""
+    lengths = {k: (np.shape(v)[0] if np.ndim(v) else None) for k, v in obj.observed.items()}
+    n = set(lengths.values())
+    if len(n) != 1 or None in n:
+        raise ValueError(
+            f"fit(method='vi', batch_size=...): the observations {lengths} must share one leading "
+            "(observation) axis to be subsampled"
+        )
+    n = n.pop()
+    keys = tuple(sorted(k for k, v in obj.arrays.items() if np.ndim(v) and np.shape(v)[0] == n))
+    if not 1 <= batch_size < n:
+        raise ValueError(f"fit(method='vi'): batch_size must be between 1 and N - 1 = {n - 1}, got {batch_size}")
+    return keys, n, int(batch_size)
 
 
 def _with(state, *, lr=None, params=None):
@@ -96,7 +139,8 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     guide_kind = opts["guide"]
     if guide_kind not in _GUIDES:
         raise ValueError(f"fit(method='vi'): guide must be one of {sorted(_GUIDES)}, got {guide_kind!r}")
-    chunk_n = int(opts["chunk"])
+    # the ELBO's plateau is judged between chunks: minibatch ELBOs are noisier, so longer chunks
+    chunk_n = int(opts["chunk"] or (500 if opts["batch_size"] is None else 2000))
     steps = int(opts["steps"])
     if steps < chunk_n * (len(_ANNEAL) + 2):
         raise ValueError(
@@ -105,22 +149,43 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         )
     lr0 = float(opts["learning_rate"])
 
-    res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(obj, {"init": opts["init"]}, method)
-    warnings = []
-    h = None
-    if cov is not None:
-        h = np.linalg.inv(cov)
+    warnings, notes = [], []
+    minibatch = None if opts["batch_size"] is None else _minibatch(obj, int(opts["batch_size"]))
+    if minibatch is None:
+        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(obj, {"init": opts["init"]}, method)
+        z_start, h = res.z, (None if cov is None else np.linalg.inv(cov))
+    else:
+        # Large data: the start is the Laplace approximation on a random subset of n_sub
+        # observations, its covariance shrunk by n_sub / N (the likelihood's curvature grows with
+        # N; at the sizes where minibatches pay, the prior's share is negligible). The full-data
+        # Laplace would cost D passes over all the data per Newton step.
+        keys, n_total, b = minibatch
+        n_sub = min(n_total - 1, max(20 * b, 5000))
+        idx = np.asarray(jax.random.randint(jax.random.PRNGKey(int(opts["seed"]) + 3), (n_sub,), 0, n_total))
+        sub = {**obj.static, **{k: (np.asarray(v)[idx] if k in keys else np.asarray(v)) for k, v in obj.arrays.items()}}
+        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(Objective(obj.model, sub, init=opts["init"]), {"init": opts["init"]}, method)
+        z_start = res.z
+        cov = None if cov is None else cov * (n_sub / n_total)
+        h = None if cov is None else np.linalg.inv(cov)
+        notes.append(f"minibatch VI: {b} of {n_total} observations per step (indices shared by {', '.join(keys)}), log-likelihood scaled by N/B = {n_total / b:g}")
+        small = {k: (v[: min(b, n_total)] if k in keys else v) for k, v in obj.arrays.items()}
 
-    setup = _svi(obj, guide_kind, int(opts["num_particles"]))
+    setup = _svi(obj, guide_kind, int(opts["num_particles"]), minibatch)
     svi, guide, chunk = setup["svi"], setup["guide"], setup["chunk"]
+    rng = jax.random.PRNGKey(int(opts["seed"]) + 2)
     with Timer() as timer:
-        state = svi.init(jax.random.PRNGKey(int(opts["seed"])), arrays=obj.arrays)
-        state = _with(state, lr=lr0, params=_start_params(obj, guide, obj.arrays, guide_kind, res.z, h, cov))
+        if minibatch is None:
+            state = svi.init(jax.random.PRNGKey(int(opts["seed"])), arrays=obj.arrays)
+            start_arrays = obj.arrays
+        else:
+            state = svi.init(jax.random.PRNGKey(int(opts["seed"])), arrays=small, obs_scale=n_total / b)
+            start_arrays = small
+        state = _with(state, lr=lr0, params=_start_params(obj, guide, start_arrays, guide_kind, z_start, h, cov))
         losses, plateau = [], False
         budget = steps - chunk_n * len(_ANNEAL)
         done = 0
         while done + chunk_n <= budget:
-            state, loss = chunk(state, obj.arrays, chunk_n)
+            state, rng, loss, _ = chunk(state, obj.arrays, rng, chunk_n)
             loss = np.asarray(loss)
             losses.append(loss)
             done += chunk_n
@@ -132,13 +197,17 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
                     break
         for factor in _ANNEAL:
             state = _with(state, lr=lr0 * factor)
-            state, loss = chunk(state, obj.arrays, chunk_n)
+            state, rng, loss, averaged = chunk(state, obj.arrays, rng, chunk_n)
             losses.append(np.asarray(loss))
             done += chunk_n
+        # Polyak-Ruppert: the average of the last chunk's iterates, not the last (noisy) one
+        state = _with(state, params=averaged)
         params = svi.get_params(state)
         zs = guide.sample_posterior(jax.random.PRNGKey(int(opts["seed"]) + 1), params, sample_shape=(int(opts["draws"]),))["z"]
         zs = np.asarray(zs)
-        nat = obj.natural_draws(jnp.asarray(zs))
+        # natural values of the draws; with minibatches, on a slice of the data (parameters do not
+        # depend on it; per-observation deterministic sites are then for that slice only)
+        nat = obj.fns["natural_batch"](jnp.asarray(zs), obj.arrays if minibatch is None else small)
         draws = {k: np.asarray(v)[None] for k, v in nat.items()}
 
     elbo = -np.concatenate(losses)
@@ -160,8 +229,14 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         q_mean = np.asarray(params["auto_loc"])
         q_chol = np.asarray(params["auto_scale_tril"])
         q_sd = np.sqrt(np.sum(q_chol**2, axis=1))
-    pareto_k, lw, pwarn = psis(obj, zs, gaussian_log_density(zs, q_mean, q_chol), "VI")
-    warnings += pwarn
+    if minibatch is None:
+        pareto_k, lw, pwarn = psis(obj, zs, gaussian_log_density(zs, q_mean, q_chol), "VI")
+        warnings += pwarn
+    else:
+        pareto_k, lw = float("nan"), None
+        notes.append("Pareto k not computed: it needs the full-data log density at every draw")
+        if opts["psis"]:
+            raise ValueError("fit(method='vi'): psis=True needs the full-data log density at every draw; not with batch_size")
     zs = zs[None]
     if opts["psis"]:
         draws, zs = reweight(draws, zs, lw, int(opts["seed"]))
@@ -189,9 +264,11 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         final_elbo=float(np.mean(elbo[-chunk_n:])),
         guide=guide_kind,
         pareto_k=pareto_k,
-        compile_s=timer.compile_s + ltimer.compile_s,
-        run_s=timer.run_s + ltimer.run_s,
-        wall_s=timer.wall_s + ltimer.wall_s,
+        notes=notes,
+        batch_size=None if minibatch is None else minibatch[2],
+        compile_s=timer.compile_s + (ltimer.compile_s if ltimer else 0.0),
+        run_s=timer.run_s + (ltimer.run_s if ltimer else 0.0),
+        wall_s=timer.wall_s + (ltimer.wall_s if ltimer else 0.0),
     )
     return SolverResult(
         method=method,
