@@ -55,7 +55,8 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
         np.ravel(axes)[0].figure.suptitle("NUTS trace", y=1.0)
         np.ravel(axes)[0].figure.tight_layout()
         figs["trace"] = np.ravel(axes)[0].figure
-        axes = az.plot_rank(idata, var_names=names, figsize=(10, 2.2 * int(np.ceil(len(names) / 3))))
+        panels = int(sum(np.prod(np.shape(rep.fits["NUTS"].estimate[v])) for v in names))
+        axes = az.plot_rank(idata, var_names=names, figsize=(10, 2.4 * int(np.ceil(panels / 3))))
         figs["rank"] = np.ravel(axes)[0].figure
     if post is not None and observed in data:
         figs["ppc"] = _ppc(program, data, observed, post, label)
@@ -110,7 +111,10 @@ def _ppc(program, data, observed, post, label, n=200):
     draws = {k: v[idx] for k, v in draws.items()}
     sim = Predictive(program, posterior_samples=draws, return_sites=[observed])(jax.random.PRNGKey(0), **{**data, observed: None})
     pp = np.asarray(sim[observed])[None]
-    idata = az.from_dict(posterior_predictive={observed: pp}, observed_data={observed: np.asarray(data[observed])})
+    obs = np.asarray(data[observed])
+    if np.issubdtype(pp.dtype, np.integer) and np.all(obs == np.round(obs)):
+        obs = obs.astype(pp.dtype)  # whole-number float labels: bin them as the integer draws are
+    idata = az.from_dict(posterior_predictive={observed: pp}, observed_data={observed: obs})
     ax = az.plot_ppc(idata, num_pp_samples=len(idx), figsize=(8, 4))
     ax = np.ravel(ax)[0]
     ax.set_title(f"posterior predictive check ({label}, {len(idx)} draws)")
@@ -139,7 +143,7 @@ def noise_models_at(program, data, fits, label) -> dict:
         if nm is None:
             continue
         nm = _concrete_copy(nm)
-        shown = f"{name} ~ {nm!r}".replace("noise.", "")
+        shown = f"{name} ~ {nm!r}".replace("noise.", "") + (f" ({nm._summary})" if getattr(nm, "_summary", "") else "")
         out[shown if label == "program" else f"{label}: {shown}"] = nm
     return out
 
@@ -150,6 +154,7 @@ def _concrete_copy(nm):
         v = getattr(nm, attr, None)
         if v is not None and np.ndim(v) > 0:
             setattr(nm, attr, float(np.median(np.asarray(v))))
+            nm._summary = f"median {attr}"  # heteroscedastic: say which value is drawn
     if hasattr(nm, "components"):
         nm.components = [_concrete_copy(c) for c in nm.components]
         if np.ndim(nm.weights) > 1:

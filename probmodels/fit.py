@@ -247,7 +247,6 @@ class Fit:
             )
             if self.method == "nuts":
                 s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x["name"] for x in self._result.objective.sites], kind="diagnostics")
-                s.index = [_az_label(i) for i in s.index]
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
@@ -264,8 +263,3 @@ class Fit:
             lines.append(f"{len(warnings)} warning(s):")
             lines += [f"  - {w}" for w in warnings]
         return "\n".join(lines)
-
-
-def _az_label(index: str) -> str:
-    """ArviZ labels arrays ``w[0, 1]``; ours are ``w[0,1]``."""
-    return index.replace(", ", ",")

@@ -464,7 +464,8 @@ class Objective:
     def site_labels(self, name, shape):
         if shape == ():
             return [name]
-        return [f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+        # ArviZ's labels (az.summary, plot_forest): w[0, 1]
+        return [f"{name}[{', '.join(map(str, i))}]" for i in np.ndindex(*shape)]
 
     def _explain_nonfinite(self, z):
         """Which site makes the log density non-finite at ``z``."""
