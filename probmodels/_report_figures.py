@@ -15,7 +15,6 @@ from .plots import plot_penalty_geometry
 
 __all__ = ["all_figures", "noise_models_at"]
 
-MAX_PARAMS = 12
 
 
 def _posterior_fit(fits):
@@ -29,6 +28,31 @@ def _var_names(f):
     return [s["name"] for s in f._result.objective.sites]
 
 
+MAX_PANELS = 12
+
+
+def _selection(f, budget=MAX_PANELS):
+    """``(var_names, coords)`` showing at most ``budget`` scalar entries: whole sites while they
+    fit, else the leading entries of the first site (a 196-entry matrix makes a 9000-pixel
+    forest plot)."""
+    sizes = {s["name"]: s["shape"] for s in f._result.objective.sites}
+    names, total = [], 0
+    for name, shape in sizes.items():
+        n = int(np.prod(shape, dtype=int))
+        if total + n <= budget:
+            names.append(name)
+            total += n
+    if names:
+        return names, {}
+    name, shape = next(iter(sizes.items()))
+    keep, left = {}, budget
+    for d, n in enumerate(shape):
+        k = max(1, min(n, int(left)))
+        keep[f"{name}_dim_{d}"] = list(range(k))
+        left = max(1, left // k)
+    return [name], keep
+
+
 def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
     import matplotlib
 
@@ -37,10 +61,11 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
 
     figs = {}
     fits = {k: f for k, f in rep.fits.items() if f.draws is not None}
-    var_names = _var_names(next(iter(rep.fits.values())))
+    var_names, coords = _selection(next(iter(rep.fits.values())))
+    entries = int(sum(np.prod(np.shape(next(iter(rep.fits.values())).estimate[v])) for v in var_names)) if not coords else MAX_PANELS
     if fits:
         idatas = [f.to_arviz(log_likelihood=False) for f in fits.values()]
-        axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * len(rep.tables["comparison"]) * max(1, len(fits) / 3)))
+        axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, coords=coords, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * entries * max(1, len(fits) / 3)))
         ax = np.ravel(axes)[0]
         ax.set_title("94% intervals: Wald (MLE, MAP; Gaussian approximation) and HDI (posteriors)")
         figs["forest"] = ax.figure
@@ -50,13 +75,11 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
         figs["densities"] = _densities(rep, label, post, truth)
     if "NUTS" in rep.fits:
         idata = rep.fits["NUTS"].to_arviz(log_likelihood=False)
-        names = var_names if sum(np.prod(np.shape(rep.fits["NUTS"].estimate[v])) for v in var_names) <= MAX_PARAMS else var_names[:3]
-        axes = az.plot_trace(idata, var_names=names, compact=True, figsize=(10, 1.8 * len(names)))
-        np.ravel(axes)[0].figure.suptitle("NUTS trace", y=1.0)
+        axes = az.plot_trace(idata, var_names=var_names, coords=coords, compact=True, figsize=(10, 1.8 * len(var_names)))
+        np.ravel(axes)[0].figure.suptitle("NUTS trace" + (" (leading entries)" if coords else ""), y=1.0)
         np.ravel(axes)[0].figure.tight_layout()
         figs["trace"] = np.ravel(axes)[0].figure
-        panels = int(sum(np.prod(np.shape(rep.fits["NUTS"].estimate[v])) for v in names))
-        axes = az.plot_rank(idata, var_names=names, figsize=(10, 2.4 * int(np.ceil(panels / 3))))
+        axes = az.plot_rank(idata, var_names=var_names, coords=coords, figsize=(10, 2.4 * int(np.ceil(entries / 3))))
         figs["rank"] = np.ravel(axes)[0].figure
     if post is not None and observed in data:
         figs["ppc"] = _ppc(program, data, observed, post, label)
@@ -66,14 +89,23 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
         models.update(noise_models_at(alt, data, {"posterior": alt_fit} if alt_fit else None, alt_label))
     additive = {k: m for k, m in models.items() if getattr(m, "additive", False)}
     if additive:
-        figs["penalty_geometry"] = plot_penalty_geometry(additive)
+        width = 6.0 * max(_scale_of(m) for m in additive.values())
+        figs["penalty_geometry"] = plot_penalty_geometry(additive, residual=np.linspace(-width, width, 601))
     return figs
+
+
+def _scale_of(m) -> float:
+    """A noise model's (largest) scale, for the residual range of its penalty geometry."""
+    if hasattr(m, "components"):
+        return max(_scale_of(c) for c in m.components)
+    s = getattr(m, "scale", 1.0)
+    return float(np.max(np.asarray(s))) if s is not None else 1.0
 
 
 def _densities(rep, label, post, truth):
     import matplotlib.pyplot as plt
 
-    labels = post.labels()[:MAX_PARAMS]
+    labels = post.labels()[:MAX_PANELS]
     cols = min(3, len(labels))
     rows = int(np.ceil(len(labels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)

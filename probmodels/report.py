@@ -176,7 +176,7 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     else:
         rep.notes.append(
             f"no held-out comparison: {n_obs} observations of {observed!r} are too few to hold 20% "
-            f"out (it needs {MIN_HELDOUT}); the LOO comparison uses all of them"
+            f"out (it needs {MIN_HELDOUT})" + ("; the LOO comparison uses all of them" if alternatives else "")
         )
 
     if alternatives:

@@ -137,3 +137,18 @@ def test_sandwich_matches_statsmodels_hc0(rng):
     fit = probmodels.fit(logistic, {"u": u, "x": xb}, "mle", stderr="sandwich")
     ref = sm.Logit(xb, sm.add_constant(u)).fit(disp=0, tol=1e-12, cov_type="HC0")
     _check(fit, ref.params, ref.bse, ["intercept", "w"])
+
+
+def test_lbfgs_path_reaches_least_squares(rng):
+    # 450 coefficients: over the dense-Newton limit, so L-BFGS runs, then Newton steps with the
+    # Hessian computed for the standard errors polish it. Closed form: lstsq and (U^T U)^-1.
+    def wide(u, x=None):
+        w = param("w", shape=(u.shape[1],))
+        return observe("x", u @ w + noise.Gaussian(1.0), obs=x)
+
+    u = rng.normal(size=(1200, 450))
+    x = u @ rng.normal(size=450) + rng.normal(size=1200)
+    fit = probmodels.fit(wide, {"u": u, "x": x}, "mle", draws=0)
+    assert fit.diagnostics["optimizer"] == "lbfgs" and fit.diagnostics["converged"]
+    np.testing.assert_allclose(fit.estimate["w"], np.linalg.lstsq(u, x, rcond=None)[0], atol=1e-10)
+    np.testing.assert_allclose(fit.stderr["w"], np.sqrt(np.diag(np.linalg.inv(u.T @ u))), rtol=1e-8)

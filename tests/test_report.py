@@ -160,7 +160,7 @@ def data():
     "source,category,words",
     [
         (PATHOLOGIES, "perfect separation", "does not exist: perfect separation"),
-        (BOUNDARY, "estimate on the boundary", "tau lie on the boundary"),
+        (BOUNDARY, "estimate on the boundary", "tau lies on the boundary"),
         (UNIDENTIFIED, "unidentified parameters", "a, b are not identified"),
     ],
     ids=["separation", "boundary", "unidentified"],

@@ -568,6 +568,13 @@ def _pointwise(model, static, unravel, z_flat, arrays):
     return {k: s["fn"].log_prob(s["value"]) for k, s in tr.items() if _is_loglik_site(s)}
 
 
+def _batched(f, batch_size=256):
+    """``f(z, arrays)`` over a leading axis of ``z``, ``batch_size`` draws at a time: a vmap over
+    all 4000 draws at once holds 4000 copies of every per-observation intermediate (9 GB for a
+    27 x 27 transition matrix on 5000 characters)."""
+    return jax.jit(lambda zs, a: jax.lax.map(lambda z: f(z, a), zs, batch_size=batch_size))
+
+
 def _functions(key, model, static, unravel, names):
     """The jitted functions of one program/static-data/layout, built once and cached."""
     fns = _CACHE.get(key)
@@ -584,12 +591,10 @@ def _functions(key, model, static, unravel, names):
     fns = dict(
         log_joint_raw=log_joint,
         log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
-        log_joint_batch=jax.jit(
-            jax.vmap(lambda z, a: log_joint(z, a, priors=True, jacobian=True), in_axes=(0, None))
-        ),
+        log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jax.jit(natural),
-        natural_batch=jax.jit(jax.vmap(natural, in_axes=(0, None))),
-        pointwise_batch=jax.jit(jax.vmap(pointwise, in_axes=(0, None))),
+        natural_batch=_batched(natural),
+        pointwise_batch=_batched(pointwise),
         scores=jax.jit(jax.jacfwd(flat_pointwise)),
         natural_jacobian=jax.jit(
             jax.jacfwd(lambda z, a: jnp.concatenate([jnp.ravel(natural(z, a)[k]) for k in names]))
