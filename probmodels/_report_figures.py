@@ -57,7 +57,6 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     figs = {}
     fits = {k: f for k, f in rep.fits.items() if f.draws is not None}

@@ -124,6 +124,8 @@ def heldout(fits: dict, model, test: dict) -> pd.DataFrame:
     """
     rows, point = {}, {}
     for label, f in fits.items():
+        if not f.is_point and f._result.zdraws is None:
+            continue  # a posterior method that returned no draws (its warnings say why)
         lpd = log_predictive_density(f, model, test)
         point[label] = lpd
         n = len(lpd)

@@ -26,10 +26,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from .compare import compare, heldout
-from .fit import METHODS, Fit, fit
+from .fit import METHODS, fit
 
 __all__ = ["report", "Report", "load_spec", "split"]
 

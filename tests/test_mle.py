@@ -9,7 +9,6 @@ convergence tolerance (1e-8 on the parameters).
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-import pytest
 import statsmodels.api as sm
 
 import probmodels

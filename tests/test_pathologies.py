@@ -3,7 +3,6 @@ non-convergence."""
 
 import numpy as np
 import numpyro.distributions as dist
-import pytest
 import statsmodels.api as sm
 
 import probmodels

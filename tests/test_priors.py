@@ -1,6 +1,5 @@
 """Priors as regularizers (probmodels.priors) and the penalty-geometry figure."""
 
-import jax
 import jax.numpy as jnp
 import matplotlib
 

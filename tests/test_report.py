@@ -7,11 +7,10 @@ import sys
 import textwrap
 
 import arviz as az
-import numpy as np
 import pandas as pd
 import pytest
 
-from probmodels.report import findings, report
+from probmodels.report import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

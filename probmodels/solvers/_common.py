@@ -83,9 +83,9 @@ def format_labels(labels) -> str:
 def inverse_hessian(obj: Objective, h: np.ndarray):
     """Invert the Hessian of ``-log p`` in the unconstrained space, naming what fails.
 
-    The Hessian is first scaled to unit diagonal (so that parameters on wildly different scales
-    are not mistaken for unidentified ones); directions whose scaled eigenvalue is below
-    ``1e-10`` (relative) are singular, below ``-1e-10`` negative. Coordinates that load on such a
+    The Hessian is first scaled to unit |diagonal| (so that parameters on wildly different scales
+    are not mistaken for unidentified ones); directions whose scaled eigenvalue is within
+    ``1e-8`` (relative) of 0 are singular, below ``-1e-8`` negative. Coordinates that load on such a
     direction get NaN variances; the rest come from the pseudo-inverse, which is exact for the
     identified (estimable) coordinates.
 
@@ -95,21 +95,30 @@ def inverse_hessian(obj: Objective, h: np.ndarray):
     singular, negative : lists of coordinate labels
     """
     h = 0.5 * (np.asarray(h) + np.asarray(h).T)
-    d = np.diag(h).copy()
-    flat = ~(d > 0)
+    d = np.abs(np.diag(h))
+    # Scale by |diagonal| (a negative diagonal is negative curvature, not a flat direction);
+    # an exactly zero diagonal is a coordinate the objective does not curve in at all.
+    flat = ~(d > 1e-300)
     s = np.where(flat, 1.0, 1.0 / np.sqrt(np.where(flat, 1.0, d)))
     hs = h * s[:, None] * s[None, :]
     hs[flat, :] = 0.0
     hs[:, flat] = 0.0
     evals, evecs = np.linalg.eigh(hs)
     top = max(np.max(np.abs(evals)), 1e-300)
-    tol = 1e-10 * top
-    null = np.abs(evals) <= tol
-    neg = evals < -tol
+    # the same bands as the optimiser's stopping test (relative 1e-8): a scaled condition number
+    # beyond 1e8 is not identified in any practical sense
+    null = np.abs(evals) <= 1e-8 * top
+    neg = evals < -1e-8 * top
     good = ~(null | neg)
     inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T
     cov = inv * s[:, None] * s[None, :]
-    loads = lambda mask: np.any(np.abs(evecs[:, mask]) > 1e-3, axis=1) if mask.any() else np.zeros(len(d), bool)  # noqa: E731
+
+    def loads(mask):
+        if not mask.any():
+            return np.zeros(len(d), bool)
+        v = np.abs(evecs[:, mask])
+        return np.any(v > 1e-6 * v.max(axis=0, keepdims=True), axis=1)
+
     sing = (loads(null) | flat) & ~loads(neg)
     negc = loads(neg)
     bad = sing | negc

@@ -1,12 +1,12 @@
 """Optimisers for the point solvers, each one ``jax.lax.while_loop`` (one compile, no Python loop).
 
-* :func:`newton`: a damped Newton method on the exact Hessian, the Levenberg-Marquardt way:
-  the step solves ``(H + mu D) p = -g`` with ``D`` Marquardt's diagonal scaling, ``mu`` adapted
-  from the ratio of actual to predicted decrease (Marquardt's factor of 10). Affine-invariant near the
-  optimum (quadratic convergence, as statsmodels' Newton), robust far from it (nonlinear least
-  squares from a poor start, indefinite Hessians). With an L1 term ``sum lam_j |z_j - c_j|`` (a
-  Laplace prior) it is a proximal Newton method: the step minimises the quadratic model plus the
-  L1 term by coordinate descent, which lands on exact zeros as a lasso does.
+* :func:`newton`: Newton's method on the exact Hessian, globalised by an exact trust region in
+  Marquardt's diagonal scaling (More and Sorensen's step through an eigen-decomposition):
+  quadratic convergence near the optimum (as statsmodels' Newton), robust far from it (nonlinear
+  least squares from a poor start), and it leaves saddles along negative curvature, where a
+  damped Newton step is zero. With an L1 term ``sum lam_j |z_j - c_j|`` (a Laplace prior) it is
+  a proximal Newton method with Levenberg-Marquardt damping: the step minimises the quadratic
+  model plus the L1 term by coordinate descent, which lands on exact zeros as a lasso does.
 * :func:`lbfgs`: optax's L-BFGS with its zoom line search, for programs with many parameters
   (a neural network), where the Hessian is too large to form at every step.
 
@@ -66,11 +66,6 @@ def _subgradient(z, g, lam, center):
     return jnp.where(at_kink, shrunk, g + lam * jnp.sign(z - center))
 
 
-def _cholesky_step(a, g):
-    chol = jnp.linalg.cholesky(a)  # NaN when a is not positive definite: the step is rejected
-    return -jax.scipy.linalg.cho_solve((chol, True), g)
-
-
 def _prox_cd_step(a, g, z, lam, center, sweeps=200):
     """argmin_p g.p + p.A.p/2 + sum lam |z + p - c| by cyclic coordinate descent."""
     d = z.shape[0]
@@ -102,8 +97,64 @@ def _prox_cd_step(a, g, z, lam, center, sweeps=200):
     return jnp.where(jnp.all(diag > 0), p, jnp.nan)
 
 
+def _scaled_eigen(h, g):
+    """Eigen-decomposition of the Hessian scaled to unit diagonal (Marquardt's scaling, so that
+    parameters of size 1e-4 and 1e2 weigh alike): ``(d, lam, v, c)`` with ``H_s = D^-1 H D^-1 =
+    V diag(lam) V^T`` and ``c = V^T D^-1 g``."""
+    dh = jnp.abs(jnp.diag(h))
+    d = jnp.sqrt(jnp.maximum(dh, 1e-8 * jnp.max(dh) + 1e-300))
+    hs = h / d[:, None] / d[None, :]
+    lam, v = jnp.linalg.eigh(0.5 * (hs + hs.T))
+    return d, lam, v, v.T @ (g / d)
+
+
+def _trust_region_step(d, lam, v, c, delta):
+    """The exact trust-region step (More and Sorensen): argmin g.p + p.H.p/2 over
+    ``||D p|| <= delta``, through the eigen-decomposition: ``q(nu) = -c / (lam + nu)`` with the
+    shift ``nu >= max(0, -lam_min)`` found by bisection so that ``||q|| = delta``, or the Newton
+    step when it is inside and H is positive definite. Where the gradient has no component
+    along the most negative curvature (a saddle: the "hard case"), the step follows that
+    direction to the boundary, which is how it leaves a saddle."""
+    lam_min = lam[0]
+    norm_c = jnp.linalg.norm(c)
+
+    def shifted(nu):
+        den = lam + nu
+        return jnp.where(den > 0, -c / jnp.where(den > 0, den, 1.0), 0.0)
+
+    def qnorm(nu):
+        return jnp.linalg.norm(shifted(nu))
+
+    newton_q = shifted(0.0)
+    inside = (lam_min > 0) & (jnp.linalg.norm(newton_q) <= delta)
+    lo = jnp.maximum(0.0, -lam_min)
+    hi = lo + norm_c / delta + jnp.abs(lam_min) + 1e-300
+
+    def bisect(_, ab):
+        a, b = ab
+        mid = 0.5 * (a + b)
+        big = qnorm(mid) > delta
+        return jnp.where(big, mid, a), jnp.where(big, b, mid)
+
+    _, nu = jax.lax.fori_loop(0, 100, bisect, (lo, hi))
+    q = shifted(nu)
+    short = jnp.linalg.norm(q)
+    tau = jnp.sqrt(jnp.maximum(delta**2 - short**2, 0.0))
+    hard = (lam_min < 0) & (short < delta * (1.0 - 1e-6))
+    e_min = jnp.zeros_like(c).at[0].set(1.0)
+    sign = jnp.where(c[0] > 0, -1.0, 1.0)
+    q = jnp.where(hard, q + sign * tau * e_min, q)
+    q = jnp.where(inside, newton_q, q)
+    return (v @ q) / d, jnp.linalg.norm(q)
+
+
 def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: float = 1e-10) -> OptResult:
-    """Minimise ``fun(z, args) + sum lam |z - center|`` by damped (proximal) Newton.
+    """Minimise ``fun(z, args) + sum lam |z - center|`` by a Newton method on the exact Hessian.
+
+    Without an L1 term: an exact trust-region method in Marquardt's scaling (robust from a poor
+    start, quadratic near the optimum, and it leaves saddles along negative curvature). With
+    one: a proximal Newton step with Levenberg-Marquardt damping, the quadratic model plus the L1
+    term minimised by coordinate descent.
 
     Parameters
     ----------
@@ -113,12 +164,12 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
     lam, center : arrays (D,)
         The L1 weights (0 where there is none) and centres.
     gtol : float
-        Stop when ``max |subgradient| <= gtol * max(1, |F|)``.
+        The gradient test: ``max |subgradient| <= gtol * max(1, |F|)``.
     dtol : float
-        Or (no L1 term) when the Newton decrement ``sqrt(g^T H^-1 g) <= dtol``.
+        The Newton-decrement test (no L1 term, positive-definite Hessian).
     max_iter : int
     has_l1 : bool (static)
-        Whether any ``lam`` is non-zero (chooses the step solver).
+        Whether any ``lam`` is non-zero (chooses the step).
     """
     f = lambda z: fun(z, args)  # noqa: E731
     value_and_grad = jax.value_and_grad(f)
@@ -133,32 +184,40 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         return gtol * jnp.maximum(1.0, jnp.abs(value))
 
     def done(z, g, h, value):
+        """(gradient norm, converged, gradient test passed where no negative curvature)."""
         gn = jnp.max(jnp.abs(_subgradient(z, g, lam, center)))
         small = gn <= tol(value)
-        if not has_l1:
-            # Where the Hessian is positive definite the decrement decides (scale-free); the
-            # gradient test is the fallback where it is not (singular or indefinite).
-            chol = jnp.linalg.cholesky(h)
-            dec = g @ jax.scipy.linalg.cho_solve((chol, True), g)
-            small = jnp.where(jnp.isfinite(dec), jnp.sqrt(jnp.abs(dec)) <= dtol, small)
-        return gn, small
+        if has_l1:
+            return gn, small, small
+        # Positive definite: the decrement decides (scale-free). Singular but not indefinite
+        # (unidentified directions): the gradient test. Negative curvature: not a minimum,
+        # whatever the gradient says (a saddle or a maximum).
+        _, ev, _, c = _scaled_eigen(h, g)
+        top = jnp.maximum(jnp.max(jnp.abs(ev)), 1e-300)
+        pd = ev[0] > 1e-12 * top
+        psd = ev[0] > -1e-8 * top
+        dec = jnp.sum(c**2 / jnp.where(pd, ev, 1.0))
+        flat_ok = psd & small
+        return gn, jnp.where(pd, jnp.sqrt(jnp.abs(dec)) <= dtol, flat_ok), flat_ok
 
     f0, g0, h0 = derivatives(z0)
     value0 = f0 + _l1(z0, lam, center)
-    gn0, small0 = done(z0, g0, h0, value0)
+    gn0, small0, _ = done(z0, g0, h0, value0)
     finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0))
     status0 = jnp.where(~finite0, 3, jnp.where(small0, 0, -1))
-    state0 = (z0, value0, g0, h0, jnp.asarray(1e-8), jnp.asarray(2.0), 0, status0, gn0, jnp.zeros_like(z0))
+    # radius: the damping mu (L1 case) or the trust radius in scaled units (~ standard errors)
+    radius0 = jnp.asarray(1e-8 if has_l1 else 100.0)
+    state0 = (z0, value0, g0, h0, radius0, 0, status0, gn0, jnp.zeros_like(z0))
 
     def body(state):
-        z, value, g, h, mu, nu, it, _, _, last = state
-        dh = jnp.abs(jnp.diag(h))
-        scale = jnp.maximum(dh, 1e-10 * jnp.max(dh) + 1e-300)
-        a = h + mu * jnp.diag(scale)
+        z, value, g, h, radius, it, _, _, last = state
         if has_l1:
-            p = _prox_cd_step(a, g, z, lam, center)
+            dh = jnp.abs(jnp.diag(h))
+            scale = jnp.maximum(dh, 1e-10 * jnp.max(dh) + 1e-300)
+            p = _prox_cd_step(h + radius * jnp.diag(scale), g, z, lam, center)
+            step = jnp.zeros(())
         else:
-            p = _cholesky_step(a, g)
+            p, step = _trust_region_step(*_scaled_eigen(h, g), radius)
         z_new = z + p
         value_new = f(z_new) + _l1(z_new, lam, center)
         pred = -(g @ p + 0.5 * p @ h @ p) + _l1(z, lam, center) - _l1(z_new, lam, center)
@@ -169,33 +228,41 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         unresolved = pred < 1e-12 * jnp.maximum(1.0, jnp.abs(value))
         ok = jnp.all(jnp.isfinite(p)) & jnp.isfinite(value_new) & (pred > 0) & ((rho > 1e-4) | unresolved)
 
-        g_new, h_new = jax.lax.cond(
-            ok, lambda: derivatives(z_new)[1:], lambda: (g, h)
-        )
+        g_try, h_try = jax.lax.cond(ok, lambda: derivatives(z_new)[1:], lambda: (g, h))
+        # a point whose gradient or Hessian is not finite (a probability underflowed to 0 on a
+        # long step) is rejected like a point that does not decrease the objective
+        ok = ok & jnp.all(jnp.isfinite(g_try)) & jnp.all(jnp.isfinite(h_try))
+        g_new, h_new = jnp.where(ok, g_try, g), jnp.where(ok, h_try, h)
         z_next = jnp.where(ok, z_new, z)
         value_next = jnp.where(ok, value_new, value)
-        # Marquardt's schedule (down by up to 10 after a good step, up by 10 after a rejected
-        # one): a rejected step costs one function evaluation, a slow recovery costs Hessians.
-        shrink = jnp.where(rho > 0.25, jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), 1.0)
-        mu_next = jnp.where(ok, jnp.maximum(mu * shrink, 1e-15), jnp.maximum(10.0 * mu, 1e-4))
-        nu_next = nu
-        gn, small = done(z_next, g_new, h_new, value_next)
+        if has_l1:
+            # Marquardt's schedule: down by up to 10 after a good step, up by 10 after a rejected
+            # one (a rejected step costs one function evaluation, a slow recovery Hessians)
+            shrink = jnp.where(rho > 0.25, jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), 1.0)
+            radius_next = jnp.where(ok, jnp.maximum(radius * shrink, 1e-15), jnp.maximum(10.0 * radius, 1e-4))
+            stalled = radius_next > 1e20
+        else:
+            radius_next = jnp.where(
+                ~ok | ((rho < 0.25) & ~unresolved),
+                0.25 * jnp.where(jnp.isfinite(step), jnp.minimum(step, radius), radius),
+                jnp.where((rho > 0.75) & (step > 0.99 * radius), 2.0 * radius, radius),
+            )
+            stalled = radius_next < 1e-12
+        gn, small, flat_ok = done(z_next, g_new, h_new, value_next)
+        # No representable decrease left, a tiny gradient and no negative curvature: an optimum
+        # at the resolution of float64 (e.g. a variance approaching 0, where the curvature in the
+        # log scale vanishes and the decrement with it only slowly)
+        small = small | (stalled & flat_ok)
         finite = jnp.all(jnp.isfinite(g_new)) & jnp.all(jnp.isfinite(h_new))
         status = jnp.where(
             ~finite,
             3,
-            jnp.where(
-                small,
-                0,
-                jnp.where(it + 1 >= max_iter, 1, jnp.where(mu_next > 1e20, 2, -1)),
-            ),
+            jnp.where(small, 0, jnp.where(it + 1 >= max_iter, 1, jnp.where(stalled, 2, -1))),
         )
         last_next = jnp.where(ok, p, last)
-        return (z_next, value_next, g_new, h_new, mu_next, nu_next, it + 1, status, gn, last_next)
+        return (z_next, value_next, g_new, h_new, radius_next, it + 1, status, gn, last_next)
 
-    z, value, g, h, _, _, it, status, gn, last = jax.lax.while_loop(
-        lambda s: s[7] < 0, body, state0
-    )
+    z, value, g, h, _, it, status, gn, last = jax.lax.while_loop(lambda s: s[6] < 0, body, state0)
     return OptResult(z, value, g, h, it, gn, status, last)
 
 

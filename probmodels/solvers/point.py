@@ -12,13 +12,10 @@ L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of t
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
-from numpyro.distributions import constraints
 
 from ._common import (
     SolverResult,
@@ -45,7 +42,7 @@ POINT_DEFAULTS = dict(
     draws=4000,
     jacobian=False,
 )
-_NEWTON_MAX_DIM = 400
+_NEWTON_MAX_DIM = 200
 _HESSIAN_MAX_DIM = 3000
 
 
@@ -392,10 +389,13 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         negative = [lab for lab in negative if lab not in boundary]
         info = "observed information" if method == "mle" else "Hessian of the negative log posterior"
         if singular:
+            remedy = "add a prior (method='map')" if method == "mle" else "give them priors that break the tie"
             warnings.append(
                 f"the {info} is singular: {format_labels(singular)} are not identified "
-                "(collinear inputs, or parameters the likelihood does not depend on); their "
-                "standard errors are NaN. Drop or combine them, or add a prior (method='map')"
+                "(collinear inputs, parameters the likelihood does not depend on, or a symmetry "
+                "such as a rotation or a sign flip); their standard errors are NaN. Drop or "
+                "combine them, fix the symmetry (e.g. a triangular or ordered parameter), or "
+                f"{remedy}"
             )
         if negative:
             warnings.append(

@@ -258,7 +258,11 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
 
     diagnostics = dict(
         converged=bool(plateau),
-        warnings=warnings + ([w for w in lwarn] if not ok_laplace else []),
+        warnings=warnings + (
+            [f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales" for w in lwarn]
+            if not ok_laplace
+            else []
+        ),
         steps=done,
         elbo=elbo,
         final_elbo=float(np.mean(elbo[-chunk_n:])),
