@@ -346,9 +346,6 @@ def compare_decoders(d: dict | None = None, vi_options: dict | None = None):
 def plot_latents(fits: dict, d: dict):
     """The variational means of the training images' ``z_i``, coloured by digit (which the model
     never saw), one panel per decoder."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(fits), figsize=(4.6 * len(fits), 4.2), squeeze=False, layout="constrained")

@@ -242,9 +242,6 @@ def plot_predictive(fits: dict, train: dict, grid=None, models: dict | None = No
 
     ``fits`` maps labels to fits; ``models`` maps the same labels to their programs where that
     is not :data:`program` (e.g. ``{"VI, 50 units": wide}``)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     grid = np.linspace(-6.0, 6.0, 241) if grid is None else np.asarray(grid)

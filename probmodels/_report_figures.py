@@ -54,9 +54,6 @@ def _selection(f, budget=MAX_PANELS):
 
 
 def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
 
     figs = {}
     fits = {k: f for k, f in rep.fits.items() if f.draws is not None}

@@ -11,6 +11,9 @@
 
 # %%
 import os
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by numpyro
 
 import numpy as np
 import pandas as pd

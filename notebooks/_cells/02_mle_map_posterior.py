@@ -8,6 +8,9 @@
 
 # %%
 import os
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by numpyro
 
 import arviz as az
 import numpy as np

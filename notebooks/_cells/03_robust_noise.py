@@ -7,6 +7,9 @@
 
 # %%
 import os
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, imported by numpyro
 
 import arviz as az
 import matplotlib.pyplot as plt
