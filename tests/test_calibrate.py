@@ -97,7 +97,12 @@ def test_batched_nuts_equals_separate_fits():
     cal = probmodels.calibrate(line, {"u": U}, "nuts", n_sims=2, seed=4, **NUTS)
     for i in range(2):
         f = probmodels.fit(line, {"u": U, "x": sims["x"][i]}, "nuts", seed=_sim_seed(4, i), **NUTS)
-        np.testing.assert_allclose(cal.estimate.loc[i, ["a", "b", "s"]].values, [f.estimate[k] for k in "abs"], rtol=1e-9)
+        # the same chains (keys, starts) in a vmapped program, which rounds differently: the
+        # trajectories drift apart (chaotically) by up to their Monte Carlo error, so the means
+        # agree within 4 standard errors of a difference of two such estimates
+        sd = np.array([f.stderr[k] for k in "abs"])
+        mcse = sd * np.sqrt(2.0 / f.diagnostics["min_ess_bulk"])
+        assert np.all(np.abs(cal.estimate.loc[i, ["a", "b", "s"]].values - [f.estimate[k] for k in "abs"]) < 4 * mcse)
 
 
 def test_dask_cluster_gives_the_same_ranks():
