@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import re
 import shutil
 import subprocess
@@ -44,6 +45,8 @@ import tempfile
 import textwrap
 import time
 import uuid
+
+from functools import partial
 
 import numpy as np
 
@@ -59,6 +62,10 @@ CFG = dict(
     sizes=dict(linear=(10_000, 20), logistic=(10_000, 20), poisson=(10_000, 10), schools=(8, 0), student=(2_000, 5), mlp=(500, 10)),
     big=(1_000_000, 50),
     reps=5,
+    # NUTS on the MLP posterior hits the default maximum tree depth (10: 1023 leapfrog steps)
+    # on almost every iteration: at depth 10 probmodels alone measured ~400 s of sampling and
+    # PyMC would need far longer, so the MLP runs with max tree depth 7 for every sampler.
+    mlp_max_depth=7,
 )
 QUICK = dict(
     chains=4,
@@ -67,6 +74,7 @@ QUICK = dict(
     sizes=dict(linear=(1_000, 5), logistic=(1_000, 5), poisson=(1_000, 4), schools=(8, 0), student=(300, 3), mlp=(100, 5)),
     big=(50_000, 20),
     reps=2,
+    mlp_max_depth=7,
 )
 
 MODELS = ("linear", "logistic", "poisson", "schools", "student", "mlp")
@@ -87,6 +95,7 @@ LATENT = dict(
     mlp=("W1", "b1", "W2", "b2", "s"),
 )
 SAMPLERS = ("probmodels", "numpyro", "pymc", "nutpie", "pystan")
+WARM_CACHE_MODELS = ("linear", "logistic", "poisson", "schools")  # the others: time budget
 
 
 # =============================================================================================
@@ -352,6 +361,8 @@ class CompileLog:
         k = self.EVENTS[event]
         self.totals[k] += duration
         name = str(kw.get("fun_name", "?"))
+        m = re.fullmatch(r"(?:jit|pjit)\((.*)\)", name)
+        name = m.group(1) if m else name
         a = self.functions.setdefault(name, {"trace": 0.0, "lower": 0.0, "xla": 0.0, "n": 0, "cache_hit": 0})
         a[k] += duration
         if k == "xla":
@@ -376,8 +387,8 @@ class CompileLog:
         return dict(self.totals, functions={k: dict(v) for k, v in self.functions.items()})
 
 
-def _draws_np(d):
-    return {k: np.asarray(v) for k, v in d.items()}
+def max_depth(model):
+    return CFG["mlp_max_depth"] if model == "mlp" and CFG.get("mlp_max_depth") else 10
 
 
 def w_probmodels_nuts(job):
@@ -389,13 +400,16 @@ def w_probmodels_nuts(job):
     model = job["model"]
     prog = probmodels_programs()[model]
     data = data_for(model)
-    opts = dict(chains=CFG["chains"], warmup=CFG["warmup"], draws=CFG["draws"], seed=0)
+    opts = dict(chains=CFG["chains"], warmup=CFG["warmup"], draws=CFG["draws"], seed=0, max_tree_depth=max_depth(model))
     opts.update(job.get("options", {}))
     with log:
         t = time.perf_counter()
         f = probmodels.fit(prog, data, "nuts", **opts)
         wall = time.perf_counter() - t
+    from probmodels.solvers.nuts import NUTS_DEFAULTS
+
     out = dict(
+        chain_method=opts.get("chain_method", NUTS_DEFAULTS.get("chain_method")),
         import_s=import_s,
         wall_s=wall,
         compile_s=f.diagnostics["compile_s"],
@@ -439,7 +453,7 @@ def w_numpyro_nuts(job):
     with log:
         t = time.perf_counter()
         m = MCMC(
-            NUTS(fn),
+            NUTS(fn, max_tree_depth=max_depth(model)),
             num_warmup=CFG["warmup"],
             num_samples=CFG["draws"],
             num_chains=CFG["chains"],
@@ -475,12 +489,24 @@ def w_pymc(job):
         random_seed=0,
         progressbar=False,
         compute_convergence_checks=False,
+        nuts={"max_treedepth": max_depth(model)},
     )
     wall = time.perf_counter() - t
     sample_s = float(idata.posterior.attrs.get("sampling_time", np.nan))
     div = int(idata.sample_stats["diverging"].values.sum())
     draws = {k: idata.posterior[k].values for k in LATENT[model]}
     return dict(import_s=import_s, wall_s=wall, compile_s=wall - sample_s, sample_s=sample_s, divergences=div), draws
+
+
+def w_pymc_prime(job):
+    import pymc as pm
+
+    y = np.random.default_rng(0).normal(size=20)
+    with pm.Model() as m:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("y", mu, 1.0, observed=y)
+    pm.sample(model=m, draws=50, tune=50, chains=2, cores=2, progressbar=False, compute_convergence_checks=False)
+    return {}, None
 
 
 def w_nutpie(job):
@@ -495,7 +521,8 @@ def w_nutpie(job):
     compiled = nutpie.compile_pymc_model(m, backend=job.get("backend", "numba"))
     compile_s = time.perf_counter() - t
     t1 = time.perf_counter()
-    idata = nutpie.sample(compiled, draws=CFG["draws"], tune=CFG["warmup"], chains=CFG["chains"], seed=0, progress_bar=False)
+    idata = nutpie.sample(compiled, draws=CFG["draws"], tune=CFG["warmup"], chains=CFG["chains"], seed=0, progress_bar=False,
+                          maxdepth=max_depth(model))
     sample_s = time.perf_counter() - t1
     wall = time.perf_counter() - t
     div = int(idata.sample_stats["diverging"].values.sum())
@@ -517,7 +544,7 @@ def w_pystan(job):
     post = stan.build(code, data=stan_data(model, data), random_seed=1)
     compile_s = time.perf_counter() - t
     t1 = time.perf_counter()
-    fit = post.sample(num_chains=CFG["chains"], num_samples=CFG["draws"], num_warmup=CFG["warmup"])
+    fit = post.sample(num_chains=CFG["chains"], num_samples=CFG["draws"], num_warmup=CFG["warmup"], max_depth=max_depth(model))
     sample_s = time.perf_counter() - t1
     wall = time.perf_counter() - t
     idata = az.from_pystan(posterior=fit)
@@ -718,6 +745,11 @@ def w_gradient(job):
 
     h = jax.jit(hessian_of(lambda z, a: -f(z, a, priors=False, jacobian=False)))
     out["probmodels_hessian_s"] = timeit(h, z, obj.arrays)
+    out["jax_hessian_fwd_over_rev_s"] = timeit(jax.jit(jax.hessian(lambda z, a: -f(z, a, priors=False, jacobian=False))), z, obj.arrays)
+    # how many matrix products XLA emits for value_and_grad (2 is the minimum: u @ w and r @ u)
+    hlo = vg.lower(z, obj.arrays).compile().as_text()
+    out["value_and_grad_dots"] = len(re.findall(r"\bdot\(", hlo))
+    out["grad_dots"] = len(re.findall(r"\bdot\(", g.lower(z, obj.arrays).compile().as_text()))
     out["hand_xtwx_s"] = timeit(jax.jit(lambda z, U: (U * (jax.nn.sigmoid(z[0] + U @ z[1:]) * (1 - jax.nn.sigmoid(z[0] + U @ z[1:])))[:, None]).T @ U), z, U)
     # the memory floor: numpy reading the array once (sum) and reading + writing it (copy)
     un = np.asarray(u)
@@ -734,6 +766,13 @@ def w_gradient(job):
         np.copyto(dst, un)
         ts.append(time.perf_counter() - t)
     out["numpy_copy_s"] = float(np.median(ts))
+    wts = np.random.default_rng(2).uniform(size=n)
+    ts = []
+    for _ in range(3):
+        t = time.perf_counter()
+        un.T @ (wts[:, None] * un)
+        ts.append(time.perf_counter() - t)
+    out["numpy_xtwx_s"] = float(np.median(ts))
     v = np.ones(d)
     ts = []
     for _ in range(5):
@@ -745,14 +784,20 @@ def w_gradient(job):
 
 
 def w_prototype_breakdown(job):
-    """Time of each step of a first MLE fit (Objective build, solver, post-processing)."""
+    """Where a first and a warm MLE fit spend their time: the Objective (data checks, prototype
+    trace), the solver, and the rest of ``fit`` (standard errors, existence probes, the Gaussian
+    approximation's draws, the log-likelihood); every jitted function compiled on the way."""
+    import cProfile
+    import pstats
+
     import probmodels
     from probmodels.solvers._objective import Objective
 
-    log = CompileLog(log_functions=True)
+    log = CompileLog()
     model, n, d = job["model"], job["n"], job["d"]
     prog = point_programs()[model]
     data = make_data(model, n, d, 0)
+    data2 = make_data(model, n, d, 1)
     out = {}
     with log:
         t = time.perf_counter()
@@ -766,22 +811,169 @@ def w_prototype_breakdown(job):
     out["fit_log"] = log.summary()
     out["fit_compile_s"] = f.diagnostics["compile_s"]
     out["fit_run_s"] = f.diagnostics["run_s"]
-    with log:
-        t = time.perf_counter()
-        probmodels.fit(prog, data, "mle", draws=0)
-        out["refit_nodraws_s"] = time.perf_counter() - t
+    # warm: same shapes, new data, nothing compiles
+    probmodels.fit(prog, data2, "mle", draws=0)
+    reps = 3 if n >= 100_000 else 7
+    out["warm_objective_s"] = _median_time(lambda: Objective(prog, data2), reps)[0]
+    out["warm_fit_s"], f2 = _median_time(lambda: probmodels.fit(prog, data2, "mle"), reps)
+    out["warm_fit_solver_s"] = f2.diagnostics["wall_s"]
+    out["warm_fit_nodraws_s"] = _median_time(lambda: probmodels.fit(prog, data2, "mle", draws=0), reps)[0]
+    from probmodels.solvers._objective import _split_data
+
+    out["warm_split_data_s"] = _median_time(lambda: _split_data(prog, data2), reps)[0]
+    prof = cProfile.Profile()
+    prof.enable()
+    probmodels.fit(prog, data2, "mle")
+    prof.disable()
+    st = pstats.Stats(prof)
+    rows = []
+    for (fname, line, func), (cc, nc, tt, ct, callers) in st.stats.items():
+        if "probmodels" in fname or func in ("asarray", "isfinite", "astype"):
+            rows.append((ct, tt, f"{os.path.basename(fname)}:{func}"))
+    rows.sort(reverse=True)
+    out["warm_profile"] = rows[:14]
     return out, None
+
+
+class Clock:
+    """``with clock("name")``: wall seconds into ``out[name + "_s"]``, this process's CPU seconds
+    (all its threads) into ``out[name + "_cpu_s"]``; CPU time is what other processes on a busy
+    machine disturb least."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def __call__(self, name):
+        self.name = name
+        return self
+
+    def __enter__(self):
+        self.t, self.c = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc):
+        self.out[self.name + "_s"] = time.perf_counter() - self.t
+        self.out[self.name + "_cpu_s"] = time.process_time() - self.c
+        return False
+
+
+def w_nuts_variant(job):
+    """probmodels' NUTS sampler for one program, compiled ahead of time so that tracing, lowering,
+    XLA compiling and running are timed apart; and variants of it that the library could adopt:
+
+    * ``vectorized`` / ``sequential``: ``probmodels.solvers.nuts._sampler`` itself with that
+      ``chain_method`` (warm-up and sampling: two scans);
+    * ``single_scan`` / ``sequential_single_scan``: the same kernel in one ``lax.scan`` over
+      warm-up + draws (numpyro's ``hmc`` sample kernel adapts during the first ``num_warmup``
+      calls by itself), chains vmapped / one after the other;
+    * ``pmap``: the vectorized chains split over the host's cores (``jax.pmap`` over
+      ``n`` CPU devices, each running ``chains / n`` chains vectorized; needs
+      ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` before JAX starts, or
+      ``jax.config.update("jax_num_cpu_devices", n)``);
+    * ``pmap_sequential``: the same split, each device running its chains one after the other.
+    ``XLA_FLAGS`` in the environment (e.g. ``--xla_backend_optimization_level=1``) applies to all.
+    """
+    import probmodels  # noqa: F401
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.hmc import hmc
+
+    from probmodels.solvers import nuts as pn
+    from probmodels.solvers._objective import Objective
+
+    model, variant = job["model"], job["variant"]
+    prog = probmodels_programs()[model]
+    obj = Objective(prog, data_for(model))
+    W, D, C = CFG["warmup"], CFG["draws"], CFG["chains"]
+    opts = dict(pn.NUTS_DEFAULTS, warmup=W, draws=D, chains=C, max_tree_depth=max_depth(model))
+    starts = jnp.asarray(pn._starts(obj, C, 0.5, 0))
+    keys = jax.random.split(jax.random.PRNGKey(0), C)
+
+    def chain_fn(single):
+        log_joint = partial(obj.fns["log_joint_raw"], priors=True, jacobian=True)
+        init_kernel, sample_kernel = hmc(potential_fn_gen=lambda arrays: (lambda z: -log_joint(z, arrays)), algo="NUTS")
+
+        def chain(key, z0, arrays):
+            state = init_kernel(z0, num_warmup=W, target_accept_prob=0.8, max_tree_depth=opts["max_tree_depth"],
+                                dense_mass=False, model_args=(arrays,), rng_key=key)
+
+            def collect(s, _):
+                s = sample_kernel(s, model_args=(arrays,))
+                return s, (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy, s.potential_energy, s.adapt_state.step_size)
+
+            if single:
+                _, out = jax.lax.scan(collect, state, None, length=W + D)
+                return jax.tree_util.tree_map(lambda a: a[W:], out)
+            state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=(arrays,)), None), state, None, length=W)
+            _, out = jax.lax.scan(collect, state, None, length=D)
+            return out
+
+        return chain
+
+    out = dict(variant=variant, xla_flags=os.environ.get("XLA_FLAGS", ""))
+    from probmodels.solvers._objective import trace_count
+
+    # what one trace of the program's log density and its gradient costs
+    lj = partial(obj.fns["log_joint_raw"], priors=True, jacobian=True)
+    jax.make_jaxpr(jax.value_and_grad(lj))(obj.z0, obj.arrays)
+    ts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        jax.make_jaxpr(jax.value_and_grad(lj))(obj.z0, obj.arrays)
+        ts.append(time.perf_counter() - t)
+    out["program_value_and_grad_trace_s"] = float(np.median(ts))
+    n0 = trace_count(prog)
+    clock = Clock(out)
+    if variant in ("pmap", "pmap_sequential"):
+        n = jax.local_device_count()
+        per = C // n
+        if variant == "pmap":
+            inner = jax.vmap(chain_fn(False), in_axes=(0, 0, None))
+        else:
+            ch = chain_fn(False)
+
+            def inner(ks, zs, arrays):
+                return jax.lax.map(lambda a: ch(a[0], a[1], arrays), (ks, zs))
+
+        fn = jax.pmap(inner, in_axes=(0, 0, None))
+        args = (keys.reshape((n, per) + keys.shape[1:]), starts.reshape((n, per, -1)), obj.arrays)
+        with clock("trace_lower"):
+            lowered = fn.lower(*args)
+        out["devices"] = n
+    else:
+        if variant in ("vectorized", "sequential"):
+            fn = pn._sampler(obj, dict(opts, chain_method=variant))
+        elif variant == "single_scan":
+            fn = jax.jit(jax.vmap(chain_fn(True), in_axes=(0, 0, None)))
+        else:  # sequential_single_scan
+            ch = chain_fn(True)
+            fn = jax.jit(lambda ks, zs, arrays: jax.lax.map(lambda a: ch(a[0], a[1], arrays), (ks, zs)))
+        args = (keys, starts, obj.arrays)
+        with clock("trace"):
+            traced = fn.trace(*args)
+        with clock("lower"):
+            lowered = traced.lower()
+    out["program_traces"] = trace_count(prog) - n0
+    with clock("xla"):
+        compiled = lowered.compile()
+    with clock("run"):
+        res = jax.block_until_ready(compiled(*args))
+    zs = np.asarray(res[0]).reshape((C, D, -1))
+    out["mean_leapfrog_steps"] = float(np.mean(np.asarray(res[2])))
+    out["divergences"] = int(np.asarray(res[1]).sum())
+    return out, {"z": zs}
 
 
 WORKERS = dict(
     probmodels=w_probmodels_nuts,
     numpyro=w_numpyro_nuts,
     pymc=w_pymc,
+    pymc_prime=w_pymc_prime,
     nutpie=w_nutpie,
     pystan=w_pystan,
     point=w_point,
     gradient=w_gradient,
     breakdown=w_prototype_breakdown,
+    nuts_variant=w_nuts_variant,
 )
 
 
@@ -800,18 +992,70 @@ def worker_main(spec: str):
 # the parent: run the workers, compute the diagnostics, write RESULTS.md
 
 
+def machine_busy(seconds: float = 2.0) -> float:
+    """Share of the machine's CPU busy over the next ``seconds`` (no worker runs meanwhile: it is
+    what other processes use)."""
+    def snap():
+        with open("/proc/stat") as fh:
+            f = [int(v) for v in fh.readline().split()[1:]]
+        return sum(f[:8]), f[3] + f[4]
+
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+        return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class Runner:
-    def __init__(self, quick: bool, workdir: str, log):
+    """Runs workers one at a time. On a shared machine it first waits (up to ``wait_budget``
+    seconds over the whole run) until other processes use less than ``quiet`` of the CPU, and
+    runs a job again once if other processes took more than ``retry_above`` of the machine while
+    it ran: timings are only comparable when the tools had the machine to themselves."""
+
+    def __init__(self, quick: bool, workdir: str, log, wait_budget: float = 0.0, quiet: float = 0.10, retry_above: float = 0.15):
         self.quick, self.workdir, self.log = quick, workdir, log
         self.failures = {}
+        self.loads = []
+        self.wait_budget, self.quiet, self.retry_above = wait_budget, quiet, retry_above
+        self.waited = 0.0
+        self.retries = 0
+
+    def wait_quiet(self):
+        while self.waited < self.wait_budget:
+            busy = machine_busy(2.0)
+            self.waited += 2.0
+            if busy < self.quiet:
+                return
+            time.sleep(3.0)
+            self.waited += 3.0
 
     def run(self, job: dict, env_extra: dict | None = None, timeout: float = 1200.0):
+        if self.wait_budget > 0:
+            self.wait_quiet()
+        out, draws, err = self._run(job, env_extra, timeout)
+        bg = ((out or {}).get("_process") or {}).get("background", 0.0)
+        if out is not None and bg > self.retry_above and self.waited < self.wait_budget:
+            self.retries += 1
+            self.log(f"    other processes took {100 * bg:.0f}% of the machine: waiting for a quiet machine and running it again")
+            self.wait_quiet()
+            out2, draws2, err2 = self._run(job, env_extra, timeout)
+            if out2 is not None and out2["_process"]["background"] < bg:
+                out, draws, err = out2, draws2, err2
+        return out, draws, err
+
+    def _run(self, job: dict, env_extra: dict | None = None, timeout: float = 1200.0):
         job = dict(job, quick=self.quick, out=os.path.join(self.workdir, f"job-{uuid.uuid4().hex[:10]}.json"))
         env = dict(os.environ)
         env.setdefault("PROBMODELS_CACHE_DIR", "off")
         env["PYTHONWARNINGS"] = "ignore"
         env.update(env_extra or {})
         label = " ".join(f"{k}={v}" for k, v in job.items() if k not in ("out", "quick"))
+        load0 = os.getloadavg()[0]
+        busy0 = busy_cpu_seconds()
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         try:
             res = subprocess.run(
@@ -822,6 +1066,14 @@ class Runner:
         except subprocess.TimeoutExpired as e:
             rc, err = "timeout", f"timed out after {timeout:.0f} s\n" + (e.stderr or b"").decode(errors="replace")[-2000:] if isinstance(e.stderr, bytes) else f"timed out after {timeout:.0f} s"
         took = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        load1 = os.getloadavg()[0]
+        # CPU seconds other processes used meanwhile (the other engineer's tests, ...)
+        foreign = max(busy_cpu_seconds() - busy0 - cpu, 0.0)
+        ncpu = os.cpu_count() or 1
+        bg = foreign / max(took * ncpu, 1e-9)
+        self.loads.append(bg)
         if rc != 0 or not os.path.exists(job["out"]):
             tail = "\n".join(err.strip().splitlines()[-15:]) if err else ""
             self.log(f"  FAILED ({took:.0f} s): {label}\n{textwrap.indent(tail, '    ')}")
@@ -832,8 +1084,20 @@ class Runner:
         if os.path.exists(job["out"] + ".npz"):
             with np.load(job["out"] + ".npz") as z:
                 draws = {k: z[k] for k in z.files}
-        self.log(f"  ok ({took:.0f} s): {label}")
+        self.log(f"  ok ({took:.0f} s, cpu {cpu:.0f} s, other processes {100 * bg:.0f}% of the machine): {label}")
+        out["_process"] = dict(elapsed_s=took, cpu_s=cpu, load_before=load0, load_after=load1, background=bg)
         return out, draws, None
+
+
+def busy_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (``/proc/stat``), 0 where unavailable."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(v) for v in fh.readline().split()[1:]]
+        idle = f[3] + (f[4] if len(f) > 4 else 0)
+        return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def posterior_diagnostics(draws: dict) -> dict:
@@ -860,6 +1124,23 @@ def versions() -> dict:
         except PackageNotFoundError:
             out[p] = "not installed"
     return out
+
+
+def library_state() -> dict:
+    """The probmodels commit measured, and a hash of its working-tree changes (the library may be
+    edited while the benchmark runs: the start and end states are compared)."""
+    import hashlib
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "probmodels")
+    diff = git("diff", "HEAD", "--", "probmodels")
+    return dict(commit=head, dirty=bool(dirty), diff_hash=hashlib.sha1(diff.encode()).hexdigest()[:10] if diff else "")
 
 
 def machine() -> dict:
@@ -906,6 +1187,9 @@ def main():
     ap.add_argument("--samplers", default=",".join(SAMPLERS), help="samplers for the NUTS section")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    ap.add_argument("--wait", type=float, default=900.0,
+                    help="seconds in all to wait for other processes to leave the CPU before jobs, and to rerun "
+                         "a job they disturbed (0: never wait)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -923,22 +1207,24 @@ def main():
     def log(msg):
         print(msg, flush=True)
 
-    R = Runner(args.quick, workdir, log)
-    raw = dict(config={k: v for k, v in CFG.items()}, versions=versions(), machine=machine())
+    R = Runner(args.quick, workdir, log, wait_budget=args.wait)
+    raw = dict(config={k: v for k, v in CFG.items()}, versions=versions(), machine=machine(), library_start=library_state())
     failures = {}
 
     def cache():
         return tempfile.mkdtemp(prefix="pmcache-", dir=workdir)
 
+    pytensor_flags = f"compiledir={tempfile.mkdtemp(prefix='pytensor-', dir=workdir)}"
+
     # -- NUTS ---------------------------------------------------------------------------------
     nuts = {}
     if "nuts" in sections:
         log("== NUTS")
-        # PyMC compiles its C code into ~/.pytensor; one tiny sample first so that the shared
-        # elementwise ops are compiled before any timed run (the timed runs still compile their
-        # model's own graph).
+        # PyMC compiles its C code into a compile directory: a fresh one for this run, filled by
+        # one tiny unrelated model first, so that the timed runs compile their model's own graph
+        # (as a user's first run of a new model does) but not the shared basic ops.
         if "pymc" in samplers or "nutpie" in samplers:
-            R.run(dict(kind="pymc", model="schools"))
+            R.run(dict(kind="pymc_prime"), {"PYTENSOR_FLAGS": pytensor_flags})
         for model in models:
             nuts[model] = {}
             for s in samplers:
@@ -950,17 +1236,19 @@ def main():
                     job["log_functions"] = True
                 if s == "pystan":
                     job["tag"] = uuid.uuid4().hex
+                if s in ("pymc", "nutpie"):
+                    env["PYTENSOR_FLAGS"] = pytensor_flags
                 out, draws, err = R.run(job, env)
                 if out is None:
                     failures[f"{s} / {model}"] = err
                     nuts[model][s] = None
                     continue
                 out.update(posterior_diagnostics(draws))
-                if s == "probmodels":
+                if s == "probmodels" and model in WARM_CACHE_MODELS:
                     # the same fit in a second process on the filled cache
                     w, wd, err = R.run(dict(kind="probmodels", model=model, log_functions=True), env)
                     if w is not None:
-                        out["warm"] = dict(wall_s=w["wall_s"], compile_s=w["compile_s"], sample_s=w["sample_s"], compile_log=w["compile_log"])
+                        out["warm"] = dict(wall_s=w["wall_s"], compile_s=w["compile_s"], sample_s=w["sample_s"], compile_log=w["compile_log"], _process=w.get("_process"))
                         out["warm"].update(posterior_diagnostics(wd))
                     shutil.rmtree(cdir, ignore_errors=True)
                 nuts[model][s] = out
@@ -1005,10 +1293,14 @@ def main():
     if "analysis" in sections:
         log("== analysis")
         # chain_method and precision (sampling time; compile separately)
-        for model in ("logistic", "mlp"):
+        for model in ("logistic",):
             a = analysis.setdefault(model, {})
-            out, _, err = R.run(dict(kind="probmodels", model=model, options=dict(chain_method="sequential"), refit=(model == "logistic")))
-            a["probmodels_sequential"] = out
+            main_cm = ((raw.get("nuts") or {}).get(model) or {}).get("probmodels") or {}
+            other = "vectorized" if main_cm.get("chain_method", "sequential") == "sequential" else "sequential"
+            out, d_, err = R.run(dict(kind="probmodels", model=model, options=dict(chain_method=other), refit=(model == "logistic")))
+            if out is not None:
+                out.update(posterior_diagnostics(d_))
+            a["probmodels_other"] = out
             for cm, extra in (("sequential", {}), ("parallel", {"host_devices": 4})):
                 out, d_, err = R.run(dict(kind="numpyro", model=model, chain_method=cm, **extra))
                 if out is not None:
@@ -1018,12 +1310,34 @@ def main():
             if out is not None:
                 out.update(posterior_diagnostics(d_))
             a["numpyro_vectorized_float32"] = out
-        analysis["breakdown"], _, err = R.run(dict(kind="breakdown", model="logistic", n=CFG["sizes"]["logistic"][0], d=CFG["sizes"]["logistic"][1]))
+        ndev = f"--xla_force_host_platform_device_count={os.cpu_count() or 2}"
+        variants = [
+            ("vectorized", ""),
+            ("sequential", ""),
+            ("single_scan", ""),
+            ("sequential_single_scan", ""),
+            ("pmap", ndev),
+            ("pmap_sequential", ndev),
+            ("sequential", "--xla_backend_optimization_level=1"),
+        ]
+        analysis["variants"] = []
+        for variant, flags in variants:
+            out, _, err = R.run(dict(kind="nuts_variant", model="logistic", variant=variant), {"XLA_FLAGS": flags} if flags else {})
+            if out is not None:
+                analysis["variants"].append(out)
+        analysis["breakdown"] = []
+        for n, d in (CFG["sizes"]["logistic"], CFG["big"]):
+            out, _, err = R.run(dict(kind="breakdown", model="logistic", n=n, d=d))
+            if out is not None:
+                analysis["breakdown"].append(dict(out, n=n, d=d))
         raw["analysis"] = analysis
 
     total = time.perf_counter() - t_start
     raw["total_s"] = total
     raw["failures"] = failures
+    raw["background"] = R.loads
+    raw["waited_s"], raw["retries"] = R.waited, R.retries
+    raw["library_end"] = library_state()
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(raw, fh, indent=1, default=str)
@@ -1039,6 +1353,11 @@ def main():
 # RESULTS.md
 
 
+def bg(o) -> str:
+    p = (o or {}).get("_process") or {}
+    return f"{100 * p['background']:.0f}%" if "background" in p else "n/a"
+
+
 def render(raw: dict, args) -> str:
     cfg, v, mach = raw["config"], raw["versions"], raw["machine"]
     L = []
@@ -1051,6 +1370,22 @@ def render(raw: dict, args) -> str:
     add("```bash\npython3 -m venv /tmp/benchvenv\n/tmp/benchvenv/bin/pip install -e '.[dev]' pymc nutpie pystan\n" + cmd + "\n```\n")
     add(f"**Machine**: `nproc` = {mach['nproc']}, memory {mach['memory']}, CPU {mach['cpu']}, {mach['os']}.\n")
     add("**Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".\n")
+    ls, le = raw.get("library_start") or {}, raw.get("library_end") or {}
+    if ls:
+        state = f"probmodels at commit `{ls['commit']}`" + (f" with uncommitted changes (diff {ls['diff_hash']})" if ls["dirty"] else "")
+        if le and (le.get("commit"), le.get("diff_hash")) != (ls.get("commit"), ls.get("diff_hash")):
+            state += (f"; **the library changed while the benchmark ran** (at the end: `{le['commit']}`"
+                      + (f", diff {le['diff_hash']}" if le.get("dirty") else "") + "), so later sections may measure newer code")
+        add(f"**Library measured**: {state}.\n")
+    loads = raw.get("background") or []
+    if loads:
+        mean = 100 * float(np.mean(loads))
+        add(f"**Other processes** used on average {mean:.0f}% of the machine's CPU while the benchmark's "
+            f"workers ran (from `/proc/stat`, minus the workers' own CPU time; per run in the *other processes* "
+            f"columns); the run waited {raw.get('waited_s', 0):.0f} s in all for a quiet machine and "
+            f"reran {raw.get('retries', 0)} disturbed job(s)." + (" **The machine was shared: wall times are inflated, most for the tools that "
+                            "use both cores (PyMC with `cores=2`, nutpie, pystan), least for single-threaded runs.**"
+                            if mean > 10 else "") + "\n")
 
     nuts = raw.get("nuts") or {}
     if nuts:
@@ -1068,22 +1403,22 @@ def render(raw: dict, args) -> str:
             n, d = cfg["sizes"][model]
             size = "J = 8" if model == "schools" else (f"N = {n:,}, {d} hidden units" if model == "mlp" else f"N = {n:,}, d = {d}")
             add(f"### {TITLES[model]} ({size})\n")
-            add("| method | wall (s) | compile (s) | sample (s) | min ESS bulk | ESS/s (wall) | ESS/s (sampling) | max r-hat | divergences |")
-            add("|---|---|---|---|---|---|---|---|---|")
+            add("| method | wall (s) | compile (s) | sample (s) | min ESS bulk | ESS/s (wall) | ESS/s (sampling) | max r-hat | divergences | other processes |")
+            add("|---|---|---|---|---|---|---|---|---|---|")
             for s in SAMPLERS:
                 if s not in row:
                     continue
                 o = row[s]
                 name = dict(probmodels="probmodels `fit(nuts)`", numpyro="raw numpyro `MCMC(NUTS)`", pymc="PyMC `pm.sample`", nutpie="nutpie", pystan="pystan 3")[s]
                 if o is None:
-                    add(f"| {name} | failed | | | | | | | |")
+                    add(f"| {name} | failed | | | | | | | | |")
                     continue
                 add(f"| {name} | {fmt(o['wall_s'])} | {fmt(o['compile_s'])} | {fmt(o['sample_s'])} | {o['min_ess_bulk']:.0f} | "
-                    f"{fmt(o['min_ess_bulk'] / o['wall_s'])} | {fmt(o['min_ess_bulk'] / max(o['sample_s'], 1e-9))} | {o['max_rhat']:.3f} | {o['divergences']} |")
+                    f"{fmt(o['min_ess_bulk'] / o['wall_s'])} | {fmt(o['min_ess_bulk'] / max(o['sample_s'], 1e-9))} | {o['max_rhat']:.3f} | {o['divergences']} | {bg(o)} |")
                 if s == "probmodels" and o.get("warm"):
                     w = o["warm"]
                     add(f"| probmodels, warm persistent cache | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
-                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | |")
+                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | | {bg(w)} |")
             add("")
         # summary: probmodels relative to each peer
         add("### probmodels' ESS/s (wall, cold cache) relative to each peer\n")
@@ -1126,8 +1461,8 @@ def render(raw: dict, args) -> str:
             "absolute difference of the intercept and coefficients. MAP programs use the prior that "
             "reproduces the estimator's penalty (`probmodels.priors.sklearn_prior`; PoissonRegressor by "
             "the same translation by hand, prior N(0, 1/sqrt(N alpha))).\n")
-        add("| model | method | N x d | first fit (s) | of which compile (s) | warm-cache first fit (s) | warm fit (s) | reference | reference (s) | warm / ref | first / ref | max abs diff |")
-        add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        add("| model | method | N x d | first fit (s) | of which compile (s) | warm-cache first fit (s) | warm fit (s) | reference | reference (s) | warm / ref | first / ref | max abs diff | other processes |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for key, o in point.items():
             model, meth, shape = key.split("/")
             nn, dd = shape.split("x")
@@ -1135,7 +1470,7 @@ def render(raw: dict, args) -> str:
                 first = (f"{fmt(o['first_s'])} | {fmt(o['first_compile_s'])} | {fmt(o.get('warm_cache_first_s'))} | {fmt(o['warm_s'], 3)}"
                          if i == 0 else " | | | ")
                 add(f"| {model} | {meth} | {int(nn):,} x {dd} | {first} | {rname} | {fmt(r['time_s'], 3)} | "
-                    f"{o['warm_s'] / r['time_s']:.2f} | {o['first_s'] / r['time_s']:.1f} | {r['max_abs_diff']:.1e} |")
+                    f"{o['warm_s'] / r['time_s']:.2f} | {o['first_s'] / r['time_s']:.1f} | {r['max_abs_diff']:.1e} | {bg(o) if i == 0 else ''} |")
         add("")
         add("Where a first point fit's time goes (cold cache): seconds of JAX trace / lower / XLA compile, "
             "and the number of XLA compiles, in the whole `fit` call.\n")
@@ -1153,9 +1488,12 @@ def render(raw: dict, args) -> str:
         gb = g["bytes"] / 1e6
         floor = g["numpy_sum_s"]
         add(f"## One gradient of the logistic negative log-likelihood, N = {cfg['big'][0]:,}, d = {cfg['big'][1]} ({gb:.0f} MB design matrix)\n")
-        add("Median of 10 calls after a warm-up call. The floor is reading the matrix once (`numpy.sum`).\n")
-        add("| what | seconds | x floor | GB/s |")
-        add("|---|---|---|---|")
+        add("Median of 10 calls after a warm-up call. The floor is reading the matrix once (`numpy.sum`, as "
+            "issue 7 asks; `jax.jit(jnp.sum)` reads it faster, so the second ratio is the stricter one). "
+            f"XLA emits {g.get('grad_dots', '?')} matrix products for the gradient and {g.get('value_and_grad_dots', '?')} "
+            "for value_and_grad (2 are needed: `u @ w` and `r @ u`).\n")
+        add("| what | seconds | x numpy floor | x jnp.sum | GB/s |")
+        add("|---|---|---|---|---|")
         rows = [
             ("numpy `u.sum()` (read once: the floor)", g["numpy_sum_s"]),
             ("numpy `np.copyto` (read + write)", g["numpy_copy_s"]),
@@ -1168,24 +1506,27 @@ def render(raw: dict, args) -> str:
             ("hand-written JAX nll, `jax.grad`", g["hand_jax_grad_s"]),
             ("hand-written gradient `u.T @ (sigmoid(eta) - x)`", g["hand_jax_manual_grad_s"]),
             ("probmodels Hessian (`jacrev(grad)`, what each Newton step adds)", g["probmodels_hessian_s"]),
+            ("`jax.hessian` (forward-over-reverse)", g.get("jax_hessian_fwd_over_rev_s", float("nan"))),
             ("hand-written `X^T W X` in JAX", g["hand_xtwx_s"]),
+            ("numpy `X.T @ (w[:, None] * X)` (BLAS)", g.get("numpy_xtwx_s", float("nan"))),
         ]
         for name, s in rows:
-            add(f"| {name} | {s:.4f} | {s / floor:.2f} | {g['bytes'] / s / 1e9:.1f} |")
+            add(f"| {name} | {s:.4f} | {s / floor:.2f} | {s / g['jax_sum_s']:.2f} | {g['bytes'] / s / 1e9:.1f} |")
         add("")
 
     an = raw.get("analysis") or {}
     if an:
         add("## Analysis runs\n")
         add("Sampling-only seconds unless said otherwise (4 chains x 2000 iterations).\n")
-        add("| model | configuration | wall (s) | compile (s) | sample (s) | min ESS bulk | max r-hat |")
-        add("|---|---|---|---|---|---|---|")
-        for model in ("logistic", "mlp"):
+        add("| model | configuration | wall (s) | compile (s) | sample (s) | min ESS bulk | max r-hat | other processes |")
+        add("|---|---|---|---|---|---|---|---|")
+        for model in [m for m in MODELS if m in an]:
             a = an.get(model) or {}
             ref = (raw.get("nuts") or {}).get(model) or {}
+            pm_main, pm_other = ref.get("probmodels") or {}, a.get("probmodels_other") or {}
             rows = [
-                ("probmodels vectorized (main table)", ref.get("probmodels")),
-                ("probmodels sequential", a.get("probmodels_sequential")),
+                (f"probmodels, default chain_method={pm_main.get('chain_method', '?')!r} (main table)", ref.get("probmodels")),
+                (f"probmodels, chain_method={pm_other.get('chain_method', '?')!r}", a.get("probmodels_other")),
                 ("raw numpyro vectorized (main table)", ref.get("numpyro")),
                 ("raw numpyro sequential", a.get("numpyro_sequential")),
                 ("raw numpyro parallel (4 host devices on 2 cores)", a.get("numpyro_parallel")),
@@ -1196,22 +1537,55 @@ def render(raw: dict, args) -> str:
                     add(f"| {model} | {name} | n/a | | | | |")
                     continue
                 ess = o.get("min_ess_bulk", o.get("lib_min_ess_bulk"))
-                add(f"| {model} | {name} | {fmt(o['wall_s'])} | {fmt(o['compile_s'])} | {fmt(o['sample_s'])} | {fmt(ess)} | {fmt(o.get('max_rhat'), 3)} |")
-            ps = a.get("probmodels_sequential") or {}
+                add(f"| {model} | {name} | {fmt(o['wall_s'])} | {fmt(o['compile_s'])} | {fmt(o['sample_s'])} | {fmt(ess)} | {fmt(o.get('max_rhat'), 3)} | {bg(o)} |")
+            ps = a.get("probmodels_other") or {}
             if "refit_wall_s" in ps:
-                add(f"| {model} | probmodels sequential, second fit on new data (same process) | {fmt(ps['refit_wall_s'])} | {fmt(ps['refit_compile_s'])} | {fmt(ps['refit_sample_s'])} | | |")
+                add(f"| {model} | probmodels, chain_method={ps.get('chain_method', '?')!r}, second fit on new data (same process) | {fmt(ps['refit_wall_s'])} | {fmt(ps['refit_compile_s'])} | {fmt(ps['refit_sample_s'])} | | | |")
         add("")
-        b = an.get("breakdown")
-        if b:
-            add("### First MLE fit, logistic N = 10,000, d = 20: every jitted function compiled (persistent cache off)\n")
-            add(f"`Objective(...)` alone: {b['objective_s']:.2f} s; whole first `fit`: {b['fit_s']:.2f} s "
-                f"(compile_s {b['fit_compile_s']:.2f}, run_s {b['fit_run_s']:.3f}); a second fit with `draws=0`: {b['refit_nodraws_s']:.2f} s.\n")
-            add("| phase | function | trace (s) | lower (s) | XLA compile (s) | # compiles |")
-            add("|---|---|---|---|---|---|")
-            for phase, key in (("Objective()", "objective_log"), ("fit(mle)", "fit_log")):
-                fns = b[key]["functions"]
-                for name, f in sorted(fns.items(), key=lambda kv: -(kv[1]["trace"] + kv[1]["lower"] + kv[1]["xla"])):
-                    add(f"| {phase} | `{name}` | {f['trace']:.3f} | {f['lower']:.3f} | {f['xla']:.3f} | {f['n']} |")
+        vs = an.get("variants") or []
+        if vs:
+            n, d = cfg["sizes"]["logistic"]
+            add(f"### probmodels' NUTS sampler compiled ahead of time: logistic regression N = {n:,}, d = {d}\n")
+            add("`jax.jit(...).trace() / .lower() / .compile()` and one run (4 chains x 2000 iterations) timed "
+                "apart, persistent cache off. *vectorized* and *sequential* are `probmodels.solvers.nuts._sampler` "
+                "with that `chain_method`; *single_scan* / *sequential_single_scan* "
+                "warm-up and sampling in one `lax.scan` (vmapped / sequential chains); *pmap* the vectorized chains split over 2 CPU "
+                "devices (2 chains each, vectorized); *pmap_sequential* the same split, each device running its 2 chains one after the other. CPU seconds (all threads of the process) in brackets: "
+                "other processes on the machine disturb them least.\n")
+            add("| variant | XLA_FLAGS | trace (s) | lower (s) | XLA compile (s) | run (s) | compile + run (s) | mean leapfrog steps / iteration | program traces | other processes |")
+            add("|---|---|---|---|---|---|---|---|---|---|")
+            for o in vs:
+                tr = o.get("trace_s", o.get("trace_lower_s", 0.0))
+                lo = o.get("lower_s")
+                trc = o.get("trace_cpu_s", o.get("trace_lower_cpu_s", 0.0))
+                total = tr + (lo or 0.0) + o["xla_s"] + o["run_s"]
+                add(f"| {o['variant']} | `{o['xla_flags'] or '-'}` | {tr:.2f} [{trc:.2f}]{' (with lower)' if lo is None else ''} | "
+                    f"{'' if lo is None else f'{lo:.2f}'} | {o['xla_s']:.2f} [{o['xla_cpu_s']:.2f}] | {o['run_s']:.2f} [{o['run_cpu_s']:.2f}] | {total:.2f} | "
+                    f"{o['mean_leapfrog_steps']:.1f} | {o['program_traces']} | {bg(o)} |")
+            add(f"\nOne trace of the program's log density and gradient (`jax.make_jaxpr(jax.value_and_grad(...))`): {1e3 * vs[0]['program_value_and_grad_trace_s']:.0f} ms.\n")
+        for b in an.get("breakdown") or []:
+            add(f"### MLE, logistic regression N = {b['n']:,}, d = {b['d']}: where a fit's time goes (persistent cache off)\n")
+            add(f"First fit in a fresh process: `Objective(...)` alone {b['objective_s']:.2f} s, then the whole `fit` "
+                f"{b['fit_s']:.2f} s, of which `diagnostics['compile_s']` {b['fit_compile_s']:.2f} s and `run_s` {b['fit_run_s']:.3f} s; "
+                f"JAX compile events over the whole `fit`: trace {b['fit_log']['trace']:.2f} s, lower {b['fit_log']['lower']:.2f} s, "
+                f"XLA {b['fit_log']['xla']:.2f} s in {b['fit_log']['n_xla']} compiles.\n")
+            add(f"Warm fit (new data, same shapes; medians): whole `fit` {1e3 * b['warm_fit_s']:.1f} ms = `Objective(...)` "
+                f"{1e3 * b['warm_objective_s']:.1f} ms (of which data checks and conversion `_split_data` {1e3 * b['warm_split_data_s']:.1f} ms) "
+                f"+ the optimiser {1e3 * b['warm_fit_solver_s']:.1f} ms + the rest; with `draws=0` {1e3 * b['warm_fit_nodraws_s']:.1f} ms.\n")
+            add("| jitted function compiled during the first fit | trace (s) | lower (s) | XLA compile (s) | # compiles |")
+            add("|---|---|---|---|---|")
+            fns = {}
+            for key in ("objective_log", "fit_log"):
+                for name, f in b[key]["functions"].items():
+                    a = fns.setdefault(name, [0.0, 0.0, 0.0, 0])
+                    a[0] += f["trace"]; a[1] += f["lower"]; a[2] += f["xla"]; a[3] += f["n"]  # noqa: E702
+            for name, f in sorted(fns.items(), key=lambda kv: -sum(kv[1][:3])):
+                add(f"| `{name}` | {f[0]:.3f} | {f[1]:.3f} | {f[2]:.3f} | {f[3]} |")
+            add("\nWarm fit, cProfile (cumulative seconds, probmodels functions):\n")
+            add("| function | cumulative (s) | own (s) |")
+            add("|---|---|---|")
+            for ct, tt, name in b["warm_profile"]:
+                add(f"| `{name}` | {ct:.4f} | {tt:.4f} |")
             add("")
 
     fails = raw.get("failures") or {}
