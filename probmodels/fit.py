@@ -112,7 +112,6 @@ class Fit:
     method: str
     estimate: dict
     stderr: dict
-    draws: dict | None
     diagnostics: dict
     _result: SolverResult = field(default=None)
     _cache: dict = field(default_factory=dict)
@@ -123,10 +122,18 @@ class Fit:
             method=r.method,
             estimate={k: np.asarray(v) for k, v in r.estimate.items()},
             stderr={k: np.asarray(v) for k, v in r.stderr.items()},
-            draws=None if r.draws is None else {k: np.asarray(v) for k, v in r.draws.items()},
             diagnostics=r.diagnostics,
             _result=r,
         )
+
+    @property
+    def draws(self) -> dict | None:
+        """name -> ``(chains, draws, *shape)`` array, or None (see the class docstring). For
+        mle/map the Gaussian approximation's draws are made on first access."""
+        if "draws" not in self._cache:
+            r = self._result.materialize()
+            self._cache["draws"] = None if r.draws is None else {k: np.asarray(v) for k, v in r.draws.items()}
+        return self._cache["draws"]
 
     @property
     def model_name(self) -> str:
@@ -156,7 +163,7 @@ class Fit:
             zdraws = None
         else:
             posterior = self.draws
-            zdraws = r.zdraws
+            zdraws = r.materialize().zdraws
         groups = dict(posterior=posterior)
         if obj.observed:
             groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}

@@ -544,6 +544,24 @@ def test_finite_pmfs_sum_to_one(eta):
         assert abs(math.fsum(probs) - 1.0) <= 1e-13, (name, eta, math.fsum(probs))
 
 
+@pytest.mark.parametrize("eta", [-800.0, -30.0, -1.0, 0.0, 1e-300, 2.5, 30.0, 800.0])
+def test_logit_models_derivatives_everywhere(eta):
+    # d/d eta of -nll = n x/n ... in closed form: x - n sigmoid(eta), second derivative
+    # -n sigmoid(eta) sigmoid(-eta); at eta = 0 (every logit at the start z = 0) differentiating
+    # max(eta, 0) + log1p(exp(-|eta|)) naively gives the wrong first derivative
+    sig, sig_neg = special.expit(eta), special.expit(-eta)
+    for model, n in [(noise.Bernoulli(), 1.0), (noise.Binomial(total_count=7), 7.0)]:
+        for x in (0.0, 1.0):
+            lp = lambda e, x=x: -model.nll(x, e)  # noqa: E731
+            g, h = float(jax.grad(lp)(eta)), float(jax.hessian(lp)(eta))
+            assert abs(g - (x - n * sig)) <= 1e-15 * n, (model, x, eta, g)
+            assert abs(h + n * sig * sig_neg) <= 1e-15 * n, (model, x, eta, h)
+        # the numpyro distribution the program samples and conditions on, too
+        d = model.distribution(jnp.asarray(eta))
+        g = float(jax.grad(lambda e: model.distribution(e).log_prob(1.0))(jnp.asarray(eta)))
+        assert abs(g - (1.0 - n * sig)) <= 1e-15 * n, (model, eta, g, d)
+
+
 N_COUNT = 12_000  # one truncation for every rate, so that the nll compiles once per model
 
 

@@ -160,8 +160,26 @@ class Cauchy(Additive):
 
 
 def _log1p_exp_neg_abs(t):
-    """``log(1 + exp(-|t|))``, exact for every finite ``t``."""
+    """``log(1 + exp(-|t|))``, exact for every finite ``t``. Its derivative at ``t = 0`` is JAX's
+    derivative of ``|t|`` there (1): use it only in functions of ``|t|`` (where any subgradient
+    gives the same total) or through :func:`softplus`."""
     return jnp.log1p(jnp.exp(-jnp.abs(t)))
+
+
+@jax.custom_jvp
+def softplus(t):
+    """``log(1 + e^t)``, exact for every finite ``t`` (``max(t, 0) + log(1 + e^-|t|)``), with the
+    derivative ``sigmoid(t)`` everywhere. Differentiating the formula itself gives 0 instead of
+    1/2 at ``t = 0`` (JAX splits the tie of ``max`` but takes ``sign(0) = 1`` for ``|t|``), and
+    ``t = 0`` is every logit at the usual start ``z = 0``: a wrong gradient there sends the first
+    Newton step astray. The second derivative is ``sigmoid'(t)``, exact."""
+    return jnp.maximum(t, 0.0) + _log1p_exp_neg_abs(t)
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (t,), (dt,) = primals, tangents
+    return softplus(t), jax.nn.sigmoid(t) * dt
 
 
 class _Logistic(dist.Logistic):

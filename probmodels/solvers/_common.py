@@ -42,6 +42,15 @@ class SolverResult:
     attrs: dict = field(default_factory=dict)
     cov: np.ndarray | None = None  # natural-space covariance of the point fits (flat, site order)
     zhat: np.ndarray | None = None  # the point estimate in the unconstrained space (mle, map)
+    # mle/map: () -> (zdraws, draws), made on first use (a warm point fit need not pay for them)
+    lazy_draws: object = None
+
+    def materialize(self):
+        """Fill ``draws`` and ``zdraws`` from ``lazy_draws`` (once)."""
+        if self.lazy_draws is not None:
+            self.zdraws, self.draws = self.lazy_draws()
+            self.lazy_draws = None
+        return self
 
 
 def check_options(method: str, options: dict, defaults: dict) -> dict:
@@ -140,7 +149,7 @@ def split_flat(obj: Objective, flat, lead=()):
 
 def natural_moments(obj: Objective, z, cov_z, arrays=None):
     """Natural-space covariance by the delta method: ``J cov_z J^T``, ``J = dT/dz``."""
-    jac = np.asarray(obj.fns["natural_jacobian"](jnp.asarray(z), obj.arrays if arrays is None else arrays))
+    jac = np.asarray(obj.fns["natural_jacobian"](np.asarray(z), obj.arrays if arrays is None else arrays))
     cov = jac @ np.nan_to_num(cov_z) @ jac.T
     # A NaN coordinate of z poisons every natural coordinate that depends on it.
     nan_z = np.isnan(np.diag(cov_z))
@@ -156,7 +165,7 @@ def gaussian_draws(obj: Objective, z, cov_z, n: int, seed: int):
     # numpy's generator: the same numbers for the same seed, and no XLA compile (0.2 s) per shape
     eps = np.random.default_rng(seed).standard_normal((n, len(z)))
     zs = np.asarray(z)[None, :] + eps @ chol.T
-    nat = obj.natural_draws(jnp.asarray(zs))
+    nat = obj.natural_draws(zs)
     draws = {k: np.asarray(v)[None] for k, v in nat.items()}
     return zs[None], draws
 

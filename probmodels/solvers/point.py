@@ -28,7 +28,7 @@ from ._common import (
     split_flat,
 )
 from ._objective import Objective, _base, _is_real
-from ._optimize import STATUS, hessian_of, lbfgs, newton
+from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
 
 __all__ = ["solve_point", "optimize", "POINT_DEFAULTS"]
 
@@ -134,6 +134,7 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         solvers[key] = dict(
             run=jax.jit(run),
+            chord=jax.jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
             hessian=jax.jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
             grad=jax.jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
             value=jax.jit(lambda z, arrays, eps: neg_log_joint(z, (arrays, eps))),
@@ -175,7 +176,7 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     max_iter = int(opts["max_iter"] or (500 if kind == "newton" else 20000))
     smooth = bool(obj.laplace_noise)
     fns = _solver(obj, kind, priors, jacobian, drop, bool(drop), "smooth" if smooth else "exact")
-    args = (jnp.asarray(lam), jnp.asarray(center), float(opts["gtol"]), max_iter)
+    args = (np.asarray(lam, np.float64), np.asarray(center, np.float64), float(opts["gtol"]), max_iter)
     with Timer() as timer:
         if smooth:
             z, iters = obj.z0, 0
@@ -184,24 +185,86 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
                 z, iters = res.z, iters + int(res.n_iter)
             res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters))
             fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
-            h = np.asarray(fisher["hessian"](jnp.asarray(res.z), obj.arrays, 0.0))
+            h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, 0.0))
             notes.append(
                 f"note: {', '.join(obj.laplace_noise)}: Laplace noise has no second derivative; the "
                 "standard errors use its Fisher information (as least-absolute-deviations theory does)"
             )
         else:
             eps = 0.0
-            res = jax.tree_util.tree_map(np.asarray, fns["run"](obj.z0, obj.arrays, eps, *args))
+            z0 = obj.z0
+            if kind == "newton" and not drop:
+                start = _subsample_start(obj, priors, jacobian, fns, args)
+                if start is not None:
+                    z0, n_sub, chol = start
+                    z0, n_chord = fns["chord"](z0, obj.arrays, eps, chol, 50)
+                    kind = (
+                        f"newton (started at the fit to {n_sub} of the {obj.n_obs} observations, "
+                        f"then {int(n_chord)} chord steps with its Hessian)"
+                    )
+            res = jax.tree_util.tree_map(np.asarray, fns["run"](z0, obj.arrays, eps, *args))
             h = res.hess
         if kind == "lbfgs":
-            h = np.asarray(fns["hessian"](jnp.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
+            h = np.asarray(fns["hessian"](np.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
             if h is not None:
                 res, h = _newton_polish(obj, fns, res, h, eps)
 
     def value(z):
-        return float(fns["value"](jnp.asarray(z), obj.arrays, eps)) + float(np.sum(lam * np.abs(np.asarray(z) - center)))
+        return float(fns["value"](np.asarray(z), obj.arrays, eps)) + float(np.sum(lam * np.abs(np.asarray(z) - center)))
 
     return res, h, value, (drop, lam, center), timer, notes, kind
+
+
+_SUBSAMPLE_MIN_RATIO = 10  # subsample start when N >= 10 n_sub ...
+_SUBSAMPLE_N = 20_000  # ... n_sub = max(20,000, 50 x parameters)
+
+
+def _subsample_start(obj, priors, jacobian, fns, args):
+    """A start for Newton on a large data set: the same fit on a random subset of the
+    observations, ``(z, n_sub)``, or None.
+
+    Each Newton step on all N observations costs a Hessian, ~D passes over the data (0.45 s at
+    N = 1e6, D = 51); from ``z = 0`` Newton needs ~6 of them, from the subset's optimum (within
+    ~sqrt(N / n_sub) standard errors of the full one, where convergence is already quadratic)
+    ~3. Only where every observed array and every data array of length N shares the leading
+    (observation) axis, and the subset has the same parameters; the subset's optimum is used
+    only when it lowers the full objective (a subset can be separated, or unrepresentative of a
+    time series): otherwise Newton starts at ``z0`` as before."""
+    lengths = {np.shape(v)[0] if np.ndim(v) else None for v in obj.observed.values()}
+    if len(lengths) != 1 or None in lengths:
+        return None
+    n = lengths.pop()
+    n_sub = max(_SUBSAMPLE_N, 50 * obj.dim)
+    if n < _SUBSAMPLE_MIN_RATIO * n_sub:
+        return None
+    idx = np.sort(np.random.default_rng(0).choice(n, n_sub, replace=False))
+    sub = dict(obj.static)
+    for k, v in obj.arrays.items():
+        sub[k] = np.asarray(v)[idx] if np.ndim(v) and np.shape(v)[0] == n else v
+    try:
+        small = Objective(obj.model, sub)
+    except Exception:  # a program whose other inputs must match N: no subset start
+        return None
+    if small.labels != obj.labels:
+        return None
+    sfns = _solver(small, "newton", priors, jacobian, (), False, "exact")
+    res = sfns["run"](obj.z0, small.arrays, 0.0, *args)
+    if int(res.status) != 0:
+        return None
+    z = np.asarray(res.z)
+    f0 = float(fns["value"](obj.z0, obj.arrays, 0.0))
+    f1 = float(fns["value"](z, obj.arrays, 0.0))
+    if not (np.isfinite(f1) and f1 < f0):
+        return None
+    # the likelihood's curvature grows with N: the subset's Hessian scaled by N / n_sub
+    # approximates the full one (a prior's part is overweighted, which only slows the chord
+    # steps; Newton takes over when they slow)
+    h = np.asarray(res.hess) * (n / n_sub)
+    try:
+        chol = np.linalg.cholesky(0.5 * (h + h.T))
+    except np.linalg.LinAlgError:
+        return None
+    return z, n_sub, chol
 
 
 def _newton_polish(obj, fns, res, h, eps, steps=3):
@@ -209,19 +272,19 @@ def _newton_polish(obj, fns, res, h, eps, steps=3):
     ~1e-7; the Hessian is computed for the standard errors anyway, so a few Newton steps with it
     take the optimum to machine precision (quadratic convergence)."""
     z, value = np.asarray(res.z), float(res.value)
-    g = np.asarray(fns["grad"](jnp.asarray(z), obj.arrays, eps))
+    g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, eps))
     for _ in range(steps):
         try:
             chol = np.linalg.cholesky(0.5 * (h + h.T))
         except np.linalg.LinAlgError:
             break  # not positive definite: leave it to the warnings
         p = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
-        new = float(fns["value"](jnp.asarray(z + p), obj.arrays, eps))
+        new = float(fns["value"](np.asarray(z + p), obj.arrays, eps))
         if not np.isfinite(new) or new > value + 1e-12 * abs(value):
             break
         z, value = z + p, new
-        g = np.asarray(fns["grad"](jnp.asarray(z), obj.arrays, eps))
-        h = np.asarray(fns["hessian"](jnp.asarray(z), obj.arrays, eps))
+        g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, eps))
+        h = np.asarray(fns["hessian"](np.asarray(z), obj.arrays, eps))
         if np.sqrt(abs(g @ np.linalg.solve(0.5 * (h + h.T), g))) < 1e-10:
             break
     gn = float(np.max(np.abs(g)))
@@ -281,7 +344,7 @@ def _constrained_coords(obj):
 def _separation(obj, z):
     """Observations a discrete noise model fits with probability > 1 - 1e-6 (separation)."""
     counts = []
-    ll = obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays)
+    ll = obj.fns["pointwise_batch"](np.asarray(z)[None], obj.arrays)
     for name, v in ll.items():
         if obj.discrete[name]:
             v = np.asarray(v[0])
@@ -405,7 +468,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         if stderr_kind == "sandwich":
             if method != "mle":
                 raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
-            scores = np.asarray(obj.fns["scores"](jnp.asarray(z), obj.arrays))
+            scores = np.asarray(obj.fns["scores"](np.asarray(z), obj.arrays))
             meat = scores.T @ scores
             cov_z = cov_z @ meat @ cov_z
     if drop and cov_z is not None:
@@ -414,7 +477,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
             cov_z[at_zero, :] = np.nan
             cov_z[:, at_zero] = np.nan
 
-    estimate = {k: np.asarray(v) for k, v in obj.natural(jnp.asarray(z)).items()}
+    estimate = {k: np.asarray(v) for k, v in obj.natural(np.asarray(z)).items()}
     latent = {s["name"]: estimate[s["name"]] for s in obj.sites}
     cov_nat = natural_moments(obj, z, cov_z) if cov_z is not None else None
     if cov_nat is not None:
@@ -422,10 +485,12 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     else:
         stderr = {k: np.full(np.shape(v), np.nan) for k, v in latent.items()}
 
-    zdraws = draws = None
+    lazy = None
     n = int(opts["draws"] or 0)
-    if n and cov_z is not None and np.all(np.isfinite(cov_z)) and converged and not boundary:
-        zdraws, draws = gaussian_draws(obj, z, cov_z, n, int(opts["seed"]))
+    has_draws = bool(n and cov_z is not None and np.all(np.isfinite(cov_z)) and converged and not boundary)
+    if has_draws:
+        seed = int(opts["seed"])
+        lazy = lambda: gaussian_draws(obj, z, cov_z, n, seed)  # noqa: E731
 
     diagnostics = dict(
         converged=bool(converged),
@@ -434,7 +499,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
-        log_likelihood=float(sum(np.sum(v) for v in obj.fns["pointwise_batch"](jnp.asarray(z)[None], obj.arrays).values())),
+        log_likelihood=float(sum(np.sum(v) for v in obj.fns["pointwise_batch"](np.asarray(z)[None], obj.arrays).values())),
         optimizer=kind,
         status=STATUS[int(res.status)],
         stderr=stderr_kind,
@@ -448,7 +513,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         posterior_kind=(
             "Gaussian approximation: N(z_hat, inverse Hessian) in the unconstrained space, whose "
             "delta-method image is N(estimate, inverse information); not a posterior"
-            if draws is not None
+            if has_draws
             else "none"
         ),
         stderr=stderr_kind,
@@ -457,8 +522,9 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         method=method,
         estimate=latent,
         stderr=stderr,
-        draws=draws,
-        zdraws=zdraws,
+        draws=None,
+        zdraws=None,
+        lazy_draws=lazy,
         diagnostics=diagnostics,
         objective=obj,
         attrs=attrs,
