@@ -1201,7 +1201,6 @@ def main():
     samplers = [s for s in args.samplers.split(",") if s]
     t_start = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="probmodels-bench-")
-    lines = []
 
     def log(msg):
         print(msg, flush=True)
