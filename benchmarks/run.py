@@ -1394,9 +1394,11 @@ def render(raw: dict, args) -> str:
             "events; PyMC: wall minus its `sampling_time`; nutpie: `compile_pymc_model`; pystan: `stan.build`, "
             "a fresh C++ build every time); *sample* is the rest. min ESS (bulk) and max r-hat come from "
             "`arviz.ess` / `arviz.rhat` on every method's draws of the latent parameters; ESS/s = min bulk "
-            "ESS / wall (compile included). Defaults for parallelism: probmodels and raw numpyro "
-            "`chain_method='vectorized'` (one XLA program), PyMC `cores=2` (its default assumes "
-            "hyper-threading and would use 1 here), nutpie and pystan all cores.\n")
+            "ESS / wall (compile included). Parallelism: probmodels its default "
+            "`chain_method='sequential'` (one compiled chain run once per chain: half the compile of "
+            "vectorized chains, see *Analysis runs*), raw numpyro `chain_method='vectorized'` (one XLA "
+            "program, its fastest here; sequential and parallel in *Analysis runs*), PyMC `cores=2` (its "
+            "default assumes hyper-threading and would use 1 here), nutpie and pystan all cores.\n")
         for model, row in nuts.items():
             n, d = cfg["sizes"][model]
             size = "J = 8" if model == "schools" else (f"N = {n:,}, {d} hidden units" if model == "mlp" else f"N = {n:,}, d = {d}")
