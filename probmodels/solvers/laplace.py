@@ -46,7 +46,7 @@ def identity_mask(obj: Objective) -> np.ndarray:
 def laplace_q(obj: Objective, opts: dict, method: str):
     """The mode and inverse Hessian of the unconstrained posterior, with what went wrong."""
     popts = {**POINT_DEFAULTS, **{k: v for k, v in opts.items() if k in POINT_DEFAULTS}}
-    res, h, _, (drop, lam, center), timer, notes, kind = optimize(
+    res, h, _, (drop, lam, center), timer, notes, opt_info = optimize(
         obj, priors=True, jacobian=True, opts=popts, method=method
     )
     warnings = [n for n in notes if not n.startswith("note: ")]
@@ -83,12 +83,12 @@ def laplace_q(obj: Objective, opts: dict, method: str):
                 f"{format_labels([obj.labels[i] for i in np.flatnonzero(kink)])} sit at the kink "
                 "of their Laplace prior; the Gaussian approximation ignores the kink and is poor there"
             )
-    return res, cov, ok, warnings, timer, kind
+    return res, cov, ok, warnings, timer, opt_info
 
 
 def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
     opts = check_options(method, options, LAPLACE_DEFAULTS)
-    res, cov, ok, warnings, timer, kind = laplace_q(obj, opts, method)
+    res, cov, ok, warnings, timer, opt_info = laplace_q(obj, opts, method)
     z = res.z
     zdraws = draws = None
     natural_mode = {k: np.asarray(v) for k, v in obj.natural(z).items()}
@@ -116,7 +116,7 @@ def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
         warnings=warnings,
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
-        optimizer=kind,
+        **opt_info,
         mode=natural_mode,
         pareto_k=pareto_k,
         compile_s=timer.compile_s,
