@@ -97,6 +97,12 @@ def _prox_cd_step(a, g, z, lam, center, sweeps=200):
     return jnp.where(jnp.all(diag > 0), p, jnp.nan)
 
 
+def _NO_EIGEN(z):
+    """A placeholder of the eigen-decomposition's shapes (the L1 step does not use it)."""
+    n = z.shape[0]
+    return jnp.ones(n), jnp.ones(n), jnp.eye(n), jnp.zeros(n)
+
+
 def _scaled_eigen(h, g):
     """Eigen-decomposition of the Hessian scaled to unit diagonal (Marquardt's scaling, so that
     parameters of size 1e-4 and 1e2 weigh alike): ``(d, lam, v, c)`` with ``H_s = D^-1 H D^-1 =
@@ -184,25 +190,27 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         return gtol * jnp.maximum(1.0, jnp.abs(value))
 
     def done(z, g, h, value):
-        """(gradient norm, converged, gradient test passed where no negative curvature)."""
+        """(gradient norm, converged, gradient test passed where no negative curvature, the
+        scaled eigen-decomposition, which the next trust-region step reuses)."""
         gn = jnp.max(jnp.abs(_subgradient(z, g, lam, center)))
         small = gn <= tol(value)
         if has_l1:
-            return gn, small, small
+            return gn, small, small, _NO_EIGEN(z)
         # Positive definite: the decrement decides (scale-free). Singular but not indefinite
         # (unidentified directions): the gradient test. Negative curvature: not a minimum,
         # whatever the gradient says (a saddle or a maximum).
-        _, ev, _, c = _scaled_eigen(h, g)
+        eig = _scaled_eigen(h, g)
+        _, ev, _, c = eig
         top = jnp.maximum(jnp.max(jnp.abs(ev)), 1e-300)
         pd = ev[0] > 1e-12 * top
         psd = ev[0] > -1e-8 * top
         dec = jnp.sum(c**2 / jnp.where(pd, ev, 1.0))
         flat_ok = psd & small
-        return gn, jnp.where(pd, jnp.sqrt(jnp.abs(dec)) <= dtol, flat_ok), flat_ok
+        return gn, jnp.where(pd, jnp.sqrt(jnp.abs(dec)) <= dtol, flat_ok), flat_ok, eig
 
     f0, g0, h0 = derivatives(z0)
     value0 = f0 + _l1(z0, lam, center)
-    gn0, small0, _ = done(z0, g0, h0, value0)
+    gn0, small0, _, eig0 = done(z0, g0, h0, value0)
     finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0))
     status0 = jnp.where(~finite0, 3, jnp.where(small0, 0, -1))
     # radius: the damping mu (L1 case) or the trust radius in scaled units (~ standard errors).
@@ -214,21 +222,21 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
     if has_l1:
         radius0 = jnp.asarray(1e-8)
     else:
-        _, ev0, _, c0 = _scaled_eigen(h0, g0)
+        _, ev0, _, c0 = eig0
         pd0 = ev0[0] > 1e-12 * jnp.maximum(jnp.max(jnp.abs(ev0)), 1e-300)
         newton0 = jnp.linalg.norm(c0 / jnp.where(pd0, ev0, 1.0))
         radius0 = jnp.where(pd0 & jnp.isfinite(newton0), jnp.maximum(100.0, 1.0001 * newton0), 100.0)
-    state0 = (z0, value0, g0, h0, radius0, 0, status0, gn0, jnp.zeros_like(z0))
+    state0 = (z0, value0, g0, h0, radius0, 0, status0, gn0, jnp.zeros_like(z0), eig0)
 
     def body(state):
-        z, value, g, h, radius, it, _, _, last = state
+        z, value, g, h, radius, it, _, _, last, eig = state
         if has_l1:
             dh = jnp.abs(jnp.diag(h))
             scale = jnp.maximum(dh, 1e-10 * jnp.max(dh) + 1e-300)
             p = _prox_cd_step(h + radius * jnp.diag(scale), g, z, lam, center)
             step = jnp.zeros(())
         else:
-            p, step = _trust_region_step(*_scaled_eigen(h, g), radius)
+            p, step = _trust_region_step(*eig, radius)
         z_new = z + p
         value_new = f(z_new) + _l1(z_new, lam, center)
         pred = -(g @ p + 0.5 * p @ h @ p) + _l1(z, lam, center) - _l1(z_new, lam, center)
@@ -259,7 +267,7 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
                 jnp.where((rho > 0.75) & (step > 0.99 * radius), 2.0 * radius, radius),
             )
             stalled = radius_next < 1e-12
-        gn, small, flat_ok = done(z_next, g_new, h_new, value_next)
+        gn, small, flat_ok, eig_next = done(z_next, g_new, h_new, value_next)
         # No representable decrease left, a tiny gradient and no negative curvature: an optimum
         # at the resolution of float64 (e.g. a variance approaching 0, where the curvature in the
         # log scale vanishes and the decrement with it only slowly)
@@ -271,9 +279,9 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
             jnp.where(small, 0, jnp.where(it + 1 >= max_iter, 1, jnp.where(stalled, 2, -1))),
         )
         last_next = jnp.where(ok, p, last)
-        return (z_next, value_next, g_new, h_new, radius_next, it + 1, status, gn, last_next)
+        return (z_next, value_next, g_new, h_new, radius_next, it + 1, status, gn, last_next, eig_next)
 
-    z, value, g, h, _, it, status, gn, last = jax.lax.while_loop(lambda s: s[6] < 0, body, state0)
+    z, value, g, h, _, it, status, gn, last, _ = jax.lax.while_loop(lambda s: s[6] < 0, body, state0)
     return OptResult(z, value, g, h, it, gn, status, last)
 
 
