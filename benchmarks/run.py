@@ -1099,18 +1099,45 @@ def busy_cpu_seconds() -> float:
         return 0.0
 
 
-def posterior_diagnostics(draws: dict) -> dict:
+MLP_GRID = np.linspace(-2.0, 2.0, 9)  # inputs at which the MLP's predictions are compared
+
+
+def span(values, spec):
+    """``"a to b"`` (or ``"a"`` when they are equal) with the format ``spec``."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def identified(model: str, draws: dict) -> dict:
+    """The quantities a sampler must get right. For the MLP these are its predictions at
+    ``MLP_GRID`` and the noise scale, not the weights: the posterior is invariant to permuting
+    the hidden units and to flipping the sign of one unit's weights (tanh is odd), so chains in
+    symmetric copies of one mode give r-hat >> 1 and single-digit ESS on every weight while
+    agreeing on every prediction. Other models: the latent parameters as they are."""
+    if model != "mlp":
+        return draws
+    W1, b1, W2, b2 = (np.asarray(draws[k]) for k in ("W1", "b1", "W2", "b2"))
+    hidden = np.tanh(MLP_GRID[None, None, :, None] * W1[:, :, None, :] + b1[:, :, None, :])
+    f = np.einsum("cdgh,cdh->cdg", hidden, W2) + b2[:, :, None]
+    return {"f": f, "s": np.asarray(draws["s"])}
+
+
+def posterior_diagnostics(draws: dict, model: str | None = None) -> dict:
     import arviz as az
 
-    ds = az.convert_to_dataset({k: v for k, v in draws.items()})
-    ess = az.ess(ds, method="bulk")
-    tail = az.ess(ds, method="tail")
-    rhat = az.rhat(ds)
-    return dict(
-        min_ess_bulk=float(min(np.nanmin(ess[k].values) for k in draws)),
-        min_ess_tail=float(min(np.nanmin(tail[k].values) for k in draws)),
-        max_rhat=float(max(np.nanmax(rhat[k].values) for k in draws)),
-    )
+    def stats(d):
+        ds = az.convert_to_dataset({k: v for k, v in d.items()})
+        ess, tail, rhat = az.ess(ds, method="bulk"), az.ess(ds, method="tail"), az.rhat(ds)
+        return dict(
+            min_ess_bulk=float(min(np.nanmin(ess[k].values) for k in d)),
+            min_ess_tail=float(min(np.nanmin(tail[k].values) for k in d)),
+            max_rhat=float(max(np.nanmax(rhat[k].values) for k in d)),
+        )
+
+    out = stats(identified(model, draws))
+    if model == "mlp":
+        out.update({f"weights_{k}": v for k, v in stats(draws).items()})
+    return out
 
 
 def versions() -> dict:
@@ -1241,13 +1268,13 @@ def main():
                     failures[f"{s} / {model}"] = err
                     nuts[model][s] = None
                     continue
-                out.update(posterior_diagnostics(draws))
+                out.update(posterior_diagnostics(draws, model))
                 if s == "probmodels" and model in WARM_CACHE_MODELS:
                     # the same fit in a second process on the filled cache
                     w, wd, err = R.run(dict(kind="probmodels", model=model, log_functions=True), env)
                     if w is not None:
                         out["warm"] = dict(wall_s=w["wall_s"], compile_s=w["compile_s"], sample_s=w["sample_s"], compile_log=w["compile_log"], _process=w.get("_process"))
-                        out["warm"].update(posterior_diagnostics(wd))
+                        out["warm"].update(posterior_diagnostics(wd, model))
                     shutil.rmtree(cdir, ignore_errors=True)
                 nuts[model][s] = out
         raw["nuts"] = nuts
@@ -1420,6 +1447,18 @@ def render(raw: dict, args) -> str:
                     add(f"| probmodels, warm persistent cache | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
                         f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | | {bg(w)} |")
             add("")
+            if model == "mlp":
+                ok = [o for o in row.values() if o and "weights_min_ess_bulk" in o]
+                if ok:
+                    add(
+                        "ESS and r-hat of the MLP are those of what the posterior identifies: its predictions at "
+                        f"u = {', '.join(f'{v:g}' for v in MLP_GRID)} and the noise scale. The weights "
+                        "themselves are not identified (permuting the hidden units, or flipping the sign of one "
+                        "unit's weights, leaves every prediction unchanged), and chains in symmetric copies of a "
+                        f"mode give every tool min ESS {span([o['weights_min_ess_bulk'] for o in ok], '.0f')} and "
+                        f"max r-hat {span([o['weights_max_rhat'] for o in ok], '.2f')} on the weights: that "
+                        "measures which copies the chains settled in, not the sampler.\n"
+                    )
         # summary: probmodels relative to each peer
         add("### probmodels' ESS/s (wall, cold cache) relative to each peer\n")
         add("| model | " + " | ".join(s for s in SAMPLERS[1:]) + " |")
