@@ -463,6 +463,21 @@ class Objective:
         """Natural-space values at a batch of points (leading axis)."""
         return self.fns["natural_batch"](zs, self.arrays)
 
+    def observation_axis(self):
+        """``(N, keys)``: the length of the leading axis that every observed array shares and the
+        data arrays with that leading length (indexed together when observations are
+        subsampled), or ``(None, ())`` when the observed arrays share no leading axis."""
+        lengths = {np.shape(v)[0] if np.ndim(v) else None for v in self.observed.values()}
+        if len(lengths) != 1 or None in lengths:
+            return None, ()
+        n = lengths.pop()
+        return n, tuple(sorted(k for k, v in self.arrays.items() if np.ndim(v) and np.shape(v)[0] == n))
+
+    def rows(self, idx, keys):
+        """The program's data (static values included) with the arrays in ``keys`` indexed by
+        ``idx`` along their leading axis: a subset of the observations."""
+        return {**self.static, **{k: (np.asarray(v)[idx] if k in keys else v) for k, v in self.arrays.items()}}
+
     def site_labels(self, name, shape):
         if shape == ():
             return [name]

@@ -235,19 +235,13 @@ def _subsample_start(obj, priors, jacobian, fns, args):
     the subset's optimum is used only when it lowers the full objective (a subset can be
     separated, or unrepresentative of a time series) and its Hessian is positive definite:
     otherwise Newton starts at ``z0`` as before."""
-    lengths = {np.shape(v)[0] if np.ndim(v) else None for v in obj.observed.values()}
-    if len(lengths) != 1 or None in lengths:
-        return None
-    n = lengths.pop()
+    n, keys = obj.observation_axis()
     n_sub = max(_SUBSAMPLE_N, 50 * obj.dim)
-    if n < _SUBSAMPLE_MIN_RATIO * n_sub:
+    if n is None or n < _SUBSAMPLE_MIN_RATIO * n_sub:
         return None
     idx = np.sort(np.random.default_rng(0).choice(n, n_sub, replace=False))
-    sub = dict(obj.static)
-    for k, v in obj.arrays.items():
-        sub[k] = np.asarray(v)[idx] if np.ndim(v) and np.shape(v)[0] == n else v
     try:
-        small = Objective(obj.model, sub)
+        small = Objective(obj.model, obj.rows(idx, keys))
     except Exception:  # a program whose other inputs must match N: no subset start
         return None
     if small.labels != obj.labels:

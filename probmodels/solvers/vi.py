@@ -91,15 +91,13 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
 
 def _minibatch(obj: Objective, batch_size: int):
     """(per-observation data keys, N, B) for minibatch VI, or an error that says why not."""
-    lengths = {k: (np.shape(v)[0] if np.ndim(v) else None) for k, v in obj.observed.items()}
-    n = set(lengths.values())
-    if len(n) != 1 or None in n:
+    n, keys = obj.observation_axis()
+    if n is None:
+        lengths = {k: (np.shape(v)[0] if np.ndim(v) else None) for k, v in obj.observed.items()}
         raise ValueError(
             f"fit(method='vi', batch_size=...): the observations {lengths} must share one leading "
             "(observation) axis to be subsampled"
         )
-    n = n.pop()
-    keys = tuple(sorted(k for k, v in obj.arrays.items() if np.ndim(v) and np.shape(v)[0] == n))
     if not 1 <= batch_size < n:
         raise ValueError(f"fit(method='vi'): batch_size must be between 1 and N - 1 = {n - 1}, got {batch_size}")
     return keys, n, int(batch_size)
@@ -162,8 +160,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         keys, n_total, b = minibatch
         n_sub = min(n_total - 1, max(20 * b, 5000))
         idx = np.asarray(jax.random.randint(jax.random.PRNGKey(int(opts["seed"]) + 3), (n_sub,), 0, n_total))
-        sub = {**obj.static, **{k: (np.asarray(v)[idx] if k in keys else np.asarray(v)) for k, v in obj.arrays.items()}}
-        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(Objective(obj.model, sub, init=opts["init"]), {"init": opts["init"]}, method)
+        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(Objective(obj.model, obj.rows(idx, keys), init=opts["init"]), {"init": opts["init"]}, method)
         z_start = res.z
         cov = None if cov is None else cov * (n_sub / n_total)
         h = None if cov is None else np.linalg.inv(cov)
