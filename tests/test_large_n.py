@@ -80,7 +80,7 @@ def test_subset_start_reaches_the_full_data_mle(kind):
     assert np.array_equal(_est(f)[0], _est(g)[0])
 
 
-def test_unrepresentative_subset_falls_back(monkeypatch):
+def test_unrepresentative_subset_falls_back():
     # the subset misses the 5 rows with the rare input: its coefficient is unidentified there
     # (singular Hessian), so there is no chord matrix and Newton starts at z0 on the full data
     data = _data("logistic", seed=1, rare=True)

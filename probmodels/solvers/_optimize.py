@@ -97,7 +97,7 @@ def _prox_cd_step(a, g, z, lam, center, sweeps=200):
     return jnp.where(jnp.all(diag > 0), p, jnp.nan)
 
 
-def _NO_EIGEN(z):
+def _no_eigen(z):
     """A placeholder of the eigen-decomposition's shapes (the L1 step does not use it)."""
     n = z.shape[0]
     return jnp.ones(n), jnp.ones(n), jnp.eye(n), jnp.zeros(n)
@@ -195,7 +195,7 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         gn = jnp.max(jnp.abs(_subgradient(z, g, lam, center)))
         small = gn <= tol(value)
         if has_l1:
-            return gn, small, small, _NO_EIGEN(z)
+            return gn, small, small, _no_eigen(z)
         # Positive definite: the decrement decides (scale-free). Singular but not indefinite
         # (unidentified directions): the gradient test. Negative curvature: not a minimum,
         # whatever the gradient says (a saddle or a maximum).
