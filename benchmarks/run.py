@@ -860,10 +860,10 @@ def w_nuts_variant(job):
     XLA compiling and running are timed apart; and variants of it that the library could adopt:
 
     * ``vectorized`` / ``sequential``: ``probmodels.solvers.nuts._sampler`` itself with that
-      ``chain_method`` (warm-up and sampling: two scans);
-    * ``single_scan`` / ``sequential_single_scan``: the same kernel in one ``lax.scan`` over
-      warm-up + draws (numpyro's ``hmc`` sample kernel adapts during the first ``num_warmup``
-      calls by itself), chains vmapped / one after the other;
+      ``chain_method`` (one scan over warm-up and draws, gradient-based adaptation);
+    * ``single_scan`` / ``sequential_single_scan``: numpyro's own windowed adaptation in one
+      ``lax.scan`` over warm-up + draws (its ``hmc`` sample kernel adapts during the first
+      ``num_warmup`` calls by itself), chains vmapped / one after the other;
     * ``pmap``: the vectorized chains split over the host's cores (``jax.pmap`` over
       ``n`` CPU devices, each running ``chains / n`` chains vectorized; needs
       ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` before JAX starts, or
@@ -1276,6 +1276,16 @@ def main():
                         out["warm"] = dict(wall_s=w["wall_s"], compile_s=w["compile_s"], sample_s=w["sample_s"], compile_log=w["compile_log"], _process=w.get("_process"))
                         out["warm"].update(posterior_diagnostics(wd, model))
                     shutil.rmtree(cdir, ignore_errors=True)
+                if s == "probmodels":
+                    # what the warm-up scheme is worth: the same fit with Stan's windowed adaptation
+                    cdir = cache()
+                    w, wd, err = R.run(dict(kind="probmodels", model=model, options=dict(adaptation="windowed")), {"PROBMODELS_CACHE_DIR": cdir})
+                    if w is not None:
+                        w.update(posterior_diagnostics(wd, model))
+                        out["windowed"] = w
+                    else:
+                        failures[f"probmodels windowed / {model}"] = err
+                    shutil.rmtree(cdir, ignore_errors=True)
                 nuts[model][s] = out
         raw["nuts"] = nuts
 
@@ -1446,6 +1456,10 @@ def render(raw: dict, args) -> str:
                     w = o["warm"]
                     add(f"| probmodels, warm persistent cache | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
                         f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | | {bg(w)} |")
+                if s == "probmodels" and o.get("windowed"):
+                    w = o["windowed"]
+                    add(f"| probmodels, `adaptation='windowed'` (Stan's) | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
+                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
             add("")
             if model == "mlp":
                 ok = [o for o in row.values() if o and "weights_min_ess_bulk" in o]
@@ -1587,8 +1601,8 @@ def render(raw: dict, args) -> str:
             add(f"### probmodels' NUTS sampler compiled ahead of time: logistic regression N = {n:,}, d = {d}\n")
             add("`jax.jit(...).trace() / .lower() / .compile()` and one run (4 chains x 2000 iterations) timed "
                 "apart, persistent cache off. *vectorized* and *sequential* are `probmodels.solvers.nuts._sampler` "
-                "with that `chain_method`; *single_scan* / *sequential_single_scan* "
-                "warm-up and sampling in one `lax.scan` (vmapped / sequential chains); *pmap* the vectorized chains split over 2 CPU "
+                "with that `chain_method` (gradient-based adaptation); *single_scan* / *sequential_single_scan* "
+                "numpyro's windowed adaptation, warm-up and sampling in one `lax.scan` (vmapped / sequential chains); *pmap* the vectorized chains split over 2 CPU "
                 "devices (2 chains each, vectorized); *pmap_sequential* the same split, each device running its 2 chains one after the other. CPU seconds (all threads of the process) in brackets: "
                 "other processes on the machine disturb them least.\n")
             add("| variant | XLA_FLAGS | trace (s) | lower (s) | XLA compile (s) | run (s) | compile + run (s) | mean leapfrog steps / iteration | program traces | other processes |")

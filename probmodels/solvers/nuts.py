@@ -1,16 +1,25 @@
-"""Full posterior inference with numpyro's NUTS kernel, on the unconstrained program.
+r"""Full posterior inference with numpyro's NUTS kernel, on the unconstrained program.
 
-numpyro's functional NUTS (``numpyro.infer.hmc.hmc(algo="NUTS")``: the same kernel, step-size and
-mass-matrix adaptation as ``MCMC(NUTS(...))``) is driven by one compiled function per program,
-layout and sampler settings: warm-up and sampling are two ``lax.scan`` loops in one ``jax.jit``,
-chains run one after the other inside the one compiled program (``chain_method="sequential"``,
-``lax.map``; the default) or ``vmap``-ed in lockstep (``"vectorized"``), and the data arrays are
-arguments, so a
-second fit on new data of the same shapes compiles nothing. (``numpyro.infer.MCMC`` re-traces its
-loop on every ``run``.) Sequential is the default because it measured faster on CPU both to
-compile (1.4 against 4.5 s: tracing a ``vmap`` of NUTS's nested while loops is slow) and to run
-(3.7 against 4.5 s for 4 x 2000 iterations of a logistic regression with N = 10,000: vmapped
-chains wait for the longest trajectory of the four), see ``benchmarks/RESULTS.md``. Chains start at the program's starting point (``init``, else the prior
+numpyro's functional NUTS kernel (``numpyro.infer.hmc.hmc(algo="NUTS")``, the kernel of
+``MCMC(NUTS(...))``) is driven by one compiled function per program, layout and sampler
+settings: warm-up and sampling are one ``lax.scan`` in one ``jax.jit`` (the kernel is traced and
+compiled once), chains run one after the other inside the one compiled program
+(``chain_method="sequential"``, ``lax.map``; the default) or ``vmap``-ed in lockstep
+(``"vectorized"``), and the data arrays are arguments, so a second fit on new data of the same
+shapes compiles nothing. (``numpyro.infer.MCMC`` re-traces its loop on every ``run``.)
+Sequential is the default because it measured faster on CPU both to compile (tracing a ``vmap``
+of NUTS's nested while loops is slow) and to run (vmapped chains wait for the longest trajectory
+of the four), see ``benchmarks/RESULTS.md``.
+
+Warm-up (``adaptation=``): ``"gradient"``, the default for a diagonal mass matrix, is nutpie's
+scheme (``_adapt.py``): the inverse mass matrix is :math:`\sqrt{\mathrm{Var}(z) /
+\mathrm{Var}(\nabla \log p)}`, from the draws and their gradients, refreshed after every draw in
+overlapping windows. On the benchmark's neural-network regression it gives 10x the effective
+sample size of ``"windowed"``, Stan's scheme (numpyro's ``NUTS`` default: the variance of the draws
+in doubling windows), which ``dense_mass=True`` uses. The adapted mass matrices are in
+``diagnostics["inverse_mass_matrix"]``, one per chain.
+
+Chains start at the program's starting point (``init``, else the prior
 median, else 0 unconstrained), jittered by ``uniform(-init_jitter, init_jitter)`` in the
 unconstrained space so that r-hat can see chains disagree (values given in ``init`` are not
 jittered).
@@ -26,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.hmc import hmc
 
+from ._adapt import grad_adapted_chain
 from ._common import SolverResult, Timer, check_options
 from ._objective import Objective
 
@@ -40,10 +50,27 @@ NUTS_DEFAULTS = dict(
     target_accept=0.8,
     max_tree_depth=10,
     dense_mass=False,
+    adaptation=None,
     chain_method="sequential",
     init_jitter=0.5,
 )
 _CHAIN_METHODS = ("vectorized", "sequential")
+_ADAPTATIONS = ("gradient", "windowed")
+
+
+def adaptation_of(opts: dict) -> str:
+    """The warm-up scheme: ``"gradient"`` (nutpie's, diagonal mass) unless a dense mass is asked for."""
+    kind = opts.get("adaptation")
+    if kind is None:
+        return "windowed" if opts["dense_mass"] else "gradient"
+    if kind not in _ADAPTATIONS:
+        raise ValueError(f"fit(method='nuts'): adaptation must be one of {_ADAPTATIONS}, got {kind!r}")
+    if kind == "gradient" and opts["dense_mass"]:
+        raise ValueError(
+            "fit(method='nuts'): adaptation='gradient' sets a diagonal mass matrix; with dense_mass=True "
+            "use adaptation='windowed' (Stan's windowed covariance estimate) or leave adaptation unset"
+        )
+    return kind
 
 
 def _sampler(obj: Objective, opts: dict):
@@ -51,7 +78,8 @@ def _sampler(obj: Objective, opts: dict):
     warmup, draws = int(opts["warmup"]), int(opts["draws"])
     target, depth, dense = float(opts["target_accept"]), int(opts["max_tree_depth"]), bool(opts["dense_mass"])
     method = opts["chain_method"]
-    key = ("nuts", warmup, draws, target, depth, dense, method)
+    adaptation = adaptation_of(opts)
+    key = ("nuts", warmup, draws, target, depth, dense, method, adaptation)
     cache = obj.fns["solvers"]
     if key in cache:
         return cache[key]
@@ -62,7 +90,10 @@ def _sampler(obj: Objective, opts: dict):
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def chain(rng_key, z0, arrays):
+    def record(s, step):
+        return (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy, s.potential_energy, step)
+
+    def windowed_chain(rng_key, z0, arrays):
         state = init_kernel(
             z0,
             num_warmup=warmup,
@@ -72,14 +103,23 @@ def _sampler(obj: Objective, opts: dict):
             model_args=(arrays,),
             rng_key=rng_key,
         )
-        state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=(arrays,)), None), state, None, length=warmup)
 
-        def collect(s, _):
-            s = sample_kernel(s, model_args=(arrays,))
-            return s, (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy, s.potential_energy, s.adapt_state.step_size)
+        def transition(s, _):
+            new = sample_kernel(s, model_args=(arrays,))
+            return new, record(new, s.adapt_state.step_size)
 
-        _, out = jax.lax.scan(collect, state, None, length=draws)
-        return out
+        # one scan over warm-up and draws (the kernel adapts while its counter is below
+        # num_warmup): NUTS is traced and compiled once
+        last, out = jax.lax.scan(transition, state, None, length=warmup + draws)
+        return jax.tree.map(lambda v: v[warmup:], out) + (last.adapt_state.inverse_mass_matrix,)
+
+    def gradient_chain(rng_key, z0, arrays):
+        return grad_adapted_chain(
+            potential_fn_gen, init_kernel, sample_kernel, rng_key, z0, arrays,
+            warmup=warmup, draws=draws, target=target, depth=depth, record=record,
+        )
+
+    chain = gradient_chain if adaptation == "gradient" else windowed_chain
 
     if method == "vectorized":
         run = jax.vmap(chain, in_axes=(0, 0, None))
@@ -154,7 +194,7 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
     keys = jax.random.split(jax.random.PRNGKey(int(opts["seed"])), chains)
     with Timer() as timer:
         out = run(keys, jnp.asarray(starts), obj.arrays)
-        zs, div, nsteps, accept, energy, pe, step = (np.asarray(a) for a in out)
+        zs, div, nsteps, accept, energy, pe, step, inv_mass = (np.asarray(a) for a in out)
     extra = {"diverging": div, "num_steps": nsteps, "accept_prob": accept, "energy": energy,
              "potential_energy": pe, "adapt_state.step_size": step}
     nat = obj.natural_draws(jnp.asarray(zs.reshape(-1, obj.dim)))
@@ -205,6 +245,8 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
         min_ess_bulk=min_bulk,
         min_ess_tail=min_tail,
         tree_depth_hits=depth_hits,
+        adaptation=adaptation_of(opts),
+        inverse_mass_matrix=inv_mass,
         compile_s=timer.compile_s,
         run_s=timer.run_s,
         wall_s=timer.wall_s,
