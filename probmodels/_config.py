@@ -6,6 +6,11 @@
   compiles of a GLM objective are cached too (jax issues 21908, 25768). The directory is
   ``$PROBMODELS_CACHE_DIR`` or ``~/.cache/probmodels/jax``; ``PROBMODELS_CACHE_DIR=off``
   disables it.
+* One JAX device per CPU core (``jax_num_cpu_devices``, as ``numpyro.set_host_device_count``
+  does), so that NUTS chains run in parallel (``chain_method="parallel"``); arrays still live on
+  the first device and single-device work keeps XLA's intra-op threads. Not when the user set
+  the count (``jax_num_cpu_devices`` or ``XLA_FLAGS=--xla_force_host_platform_device_count``)
+  or JAX had started; ``PROBMODELS_CPU_DEVICES=n`` chooses ``n`` (1: off).
 * A listener on JAX's compile events so that every ``Fit`` can report the seconds spent
   tracing, lowering and compiling (``diagnostics["compile_s"]``).
 """
@@ -18,7 +23,7 @@ import warnings
 
 import jax
 
-__all__ = ["cache_dir", "compile_seconds"]
+__all__ = ["cache_dir", "compile_seconds", "cpu_devices"]
 
 
 def _backends_initialised() -> bool:
@@ -47,6 +52,27 @@ if cache_dir is not None and jax.config.jax_compilation_cache_dir is None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 elif cache_dir is not None:
     cache_dir = jax.config.jax_compilation_cache_dir
+
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_env_devices = os.environ.get("PROBMODELS_CPU_DEVICES", "").strip()
+if not _env_devices.isdigit() and _env_devices:
+    raise ValueError(f"PROBMODELS_CPU_DEVICES must be a whole number of devices, got {_env_devices!r}")
+cpu_devices = int(_env_devices) if _env_devices else min(_cores(), 16)
+if (
+    not _ALREADY_STARTED
+    and cpu_devices > 1
+    and jax.config.jax_num_cpu_devices == -1
+    and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
+):
+    jax.config.update("jax_num_cpu_devices", cpu_devices)
 
 if _ALREADY_STARTED:
     warnings.warn(

@@ -248,7 +248,8 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
 def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
     opts = check_options("nuts", options, NUTS_DEFAULTS)
     chains = int(opts["chains"])
-    run = _sampler(obj, opts)
+    # simulations are vmapped: chains one after the other inside each (not split over devices)
+    run = _sampler(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts)
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
     batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jax.jit(jax.vmap(run, in_axes=(0, 0, axes))))
     keys = jnp.stack([jax.random.split(jax.random.PRNGKey(_sim_seed(seed, i)), chains) for i in indices])

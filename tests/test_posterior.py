@@ -162,3 +162,45 @@ def test_dependent_support_samples_the_triangle():
     mcse = np.sqrt(1 / 18) / np.sqrt(fit.diagnostics["min_ess_bulk"])  # Var a = 1/18
     assert abs(a.mean() - 1 / 3) < 5 * mcse and abs(b.mean() - 1 / 3) < 5 * mcse
     assert b.max() > 0.8  # reaches the far corner, beyond 1 - alpha1(init) = 0.5
+
+
+def test_chain_methods_give_the_same_chains(problem):
+    # each chain is the same compiled function of its own key and start, wherever it runs:
+    # split over the CPU devices (one per core), one after the other, or vmapped in lockstep
+    from probmodels.solvers.nuts import parallel_devices
+
+    data, _, _ = problem
+    fits = {m: probmodels.fit(conjugate, data, "nuts", seed=2, warmup=200, draws=200, chain_method=m) for m in ("parallel", "sequential", "vectorized")}
+    for m in ("sequential", "vectorized"):
+        np.testing.assert_allclose(fits[m].draws["w"], fits["parallel"].draws["w"], rtol=1e-9, atol=1e-12)
+    n = parallel_devices(4)
+    assert fits["parallel"].diagnostics["chain_method"] == (f"parallel ({n} CPU devices)" if n > 1 else "sequential")
+    assert fits["vectorized"].diagnostics["chain_method"] == "vectorized"
+
+
+def test_parallel_devices_divide_the_chains():
+    import jax
+
+    from probmodels.solvers.nuts import parallel_devices
+
+    n = len(jax.local_devices(backend="cpu"))
+    for chains in range(1, 9):
+        k = parallel_devices(chains)
+        assert chains % k == 0 and 1 <= k <= min(n, chains)
+        assert all(chains % j for j in range(k + 1, min(n, chains) + 1))
+
+
+def test_cpu_devices_at_import():
+    # one JAX CPU device per core unless PROBMODELS_CPU_DEVICES says otherwise; a bad value is an error
+    import os
+    import subprocess
+    import sys
+
+    code = "import probmodels, jax; print(len(jax.devices()))"
+    env = {k: v for k, v in os.environ.items() if k not in ("PROBMODELS_CPU_DEVICES", "XLA_FLAGS")}
+    one = subprocess.run([sys.executable, "-c", code], env={**env, "PROBMODELS_CPU_DEVICES": "1"}, capture_output=True, text=True)
+    assert one.returncode == 0 and one.stdout.strip() == "1", one.stderr
+    three = subprocess.run([sys.executable, "-c", code], env={**env, "PROBMODELS_CPU_DEVICES": "3"}, capture_output=True, text=True)
+    assert three.returncode == 0 and three.stdout.strip() == "3", three.stderr
+    bad = subprocess.run([sys.executable, "-c", code], env={**env, "PROBMODELS_CPU_DEVICES": "two"}, capture_output=True, text=True)
+    assert bad.returncode != 0 and "PROBMODELS_CPU_DEVICES must be a whole number" in bad.stderr

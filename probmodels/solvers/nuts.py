@@ -3,13 +3,16 @@ r"""Full posterior inference with numpyro's NUTS kernel, on the unconstrained pr
 numpyro's functional NUTS kernel (``numpyro.infer.hmc.hmc(algo="NUTS")``, the kernel of
 ``MCMC(NUTS(...))``) is driven by one compiled function per program, layout and sampler
 settings: warm-up and sampling are one ``lax.scan`` in one ``jax.jit`` (the kernel is traced and
-compiled once), chains run one after the other inside the one compiled program
-(``chain_method="sequential"``, ``lax.map``; the default) or ``vmap``-ed in lockstep
-(``"vectorized"``), and the data arrays are arguments, so a second fit on new data of the same
-shapes compiles nothing. (``numpyro.infer.MCMC`` re-traces its loop on every ``run``.)
-Sequential is the default because it measured faster on CPU both to compile (tracing a ``vmap``
-of NUTS's nested while loops is slow) and to run (vmapped chains wait for the longest trajectory
-of the four), see ``benchmarks/RESULTS.md``.
+compiled once), and the data arrays are arguments, so a second fit on new data of the same
+shapes compiles nothing. (``numpyro.infer.MCMC`` re-traces its loop on every ``run``.) Chains:
+``chain_method="parallel"`` (the default) splits them over the CPU devices probmodels sets up
+at import, one per core (``_config.py``), each device running its share one after the other
+(``shard_map`` of a ``lax.map``: one compiled program, every core busy); ``"sequential"`` runs
+them one after the other on one device, and ``"vectorized"`` ``vmap``-s them in lockstep, which
+measured slower on CPU both to compile (tracing a ``vmap`` of NUTS's nested while loops is slow)
+and to run (vmapped chains wait for the longest trajectory of the four), see
+``benchmarks/RESULTS.md``. With one core, or chains that no device count divides, parallel is
+sequential; ``diagnostics["chain_method"]`` says what ran.
 
 Warm-up (``adaptation=``): ``"gradient"``, the default for a diagonal mass matrix, is nutpie's
 scheme (``_adapt.py``): the inverse mass matrix is :math:`\sqrt{\mathrm{Var}(z) /
@@ -33,6 +36,8 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 
 from ._adapt import grad_adapted_chain
@@ -51,10 +56,10 @@ NUTS_DEFAULTS = dict(
     max_tree_depth=10,
     dense_mass=False,
     adaptation=None,
-    chain_method="sequential",
+    chain_method="parallel",
     init_jitter=0.5,
 )
-_CHAIN_METHODS = ("vectorized", "sequential")
+_CHAIN_METHODS = ("parallel", "sequential", "vectorized")
 _ADAPTATIONS = ("gradient", "windowed")
 
 
@@ -79,7 +84,7 @@ def _sampler(obj: Objective, opts: dict):
     target, depth, dense = float(opts["target_accept"]), int(opts["max_tree_depth"]), bool(opts["dense_mass"])
     method = opts["chain_method"]
     adaptation = adaptation_of(opts)
-    key = ("nuts", warmup, draws, target, depth, dense, method, adaptation)
+    key = ("nuts", warmup, draws, target, depth, dense, method, adaptation, int(opts["chains"]) if method == "parallel" else None)
     cache = obj.fns["solvers"]
     if key in cache:
         return cache[key]
@@ -121,12 +126,31 @@ def _sampler(obj: Objective, opts: dict):
 
     chain = gradient_chain if adaptation == "gradient" else windowed_chain
 
+    def one_by_one(keys, starts, arrays):
+        return jax.lax.map(lambda a: chain(a[0], a[1], arrays), (keys, starts))
+
     if method == "vectorized":
         run = jax.vmap(chain, in_axes=(0, 0, None))
+    elif method == "parallel" and parallel_devices(int(opts["chains"])) > 1:
+        # the chains split over CPU devices (one per core), each device running its share one
+        # after the other: one compiled program, every core busy
+        n_dev = parallel_devices(int(opts["chains"]))
+        mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_dev]), ("chain",))
+        run = jax.shard_map(one_by_one, mesh=mesh, in_specs=(P("chain"), P("chain"), P()), out_specs=P("chain"), check_vma=False)
     else:
-        run = lambda keys, starts, arrays: jax.lax.map(lambda a: chain(a[0], a[1], arrays), (keys, starts))  # noqa: E731
+        run = one_by_one
     cache[key] = jax.jit(run)
     return cache[key]
+
+
+def parallel_devices(chains: int) -> int:
+    """CPU devices the chains are split over: the most, up to one per device, that divides
+    ``chains`` evenly (1: sequential on one device)."""
+    try:
+        n = len(jax.local_devices(backend="cpu"))
+    except RuntimeError:  # pragma: no cover - no CPU backend
+        return 1
+    return max(k for k in range(1, min(n, chains) + 1) if chains % k == 0)
 
 
 def _starts(obj: Objective, chains: int, jitter: float, seed: int):
@@ -246,6 +270,11 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
         min_ess_tail=min_tail,
         tree_depth_hits=depth_hits,
         adaptation=adaptation_of(opts),
+        chain_method=(
+            f"parallel ({parallel_devices(chains)} CPU devices)"
+            if opts["chain_method"] == "parallel" and parallel_devices(chains) > 1
+            else ("sequential" if opts["chain_method"] == "parallel" else opts["chain_method"])
+        ),
         inverse_mass_matrix=inv_mass,
         compile_s=timer.compile_s,
         run_s=timer.run_s,
