@@ -408,7 +408,7 @@ def w_probmodels_nuts(job):
     from probmodels.solvers.nuts import NUTS_DEFAULTS
 
     out = dict(
-        chain_method=opts.get("chain_method", NUTS_DEFAULTS.get("chain_method")),
+        chain_method=f.diagnostics.get("chain_method", opts.get("chain_method", NUTS_DEFAULTS.get("chain_method"))),
         import_s=import_s,
         wall_s=wall,
         compile_s=f.diagnostics["compile_s"],
@@ -859,8 +859,8 @@ def w_nuts_variant(job):
     """probmodels' NUTS sampler for one program, compiled ahead of time so that tracing, lowering,
     XLA compiling and running are timed apart; and variants of it that the library could adopt:
 
-    * ``vectorized`` / ``sequential``: ``probmodels.solvers.nuts._sampler`` itself with that
-      ``chain_method`` (one scan over warm-up and draws, gradient-based adaptation);
+    * ``parallel`` / ``vectorized`` / ``sequential``: ``probmodels.solvers.nuts._sampler`` itself
+      with that ``chain_method`` (one scan over warm-up and draws, gradient-based adaptation);
     * ``single_scan`` / ``sequential_single_scan``: numpyro's own windowed adaptation in one
       ``lax.scan`` over warm-up + draws (its ``hmc`` sample kernel adapts during the first
       ``num_warmup`` calls by itself), chains vmapped / one after the other;
@@ -884,7 +884,7 @@ def w_nuts_variant(job):
     obj = Objective(prog, data_for(model))
     W, D, C = CFG["warmup"], CFG["draws"], CFG["chains"]
     opts = dict(pn.NUTS_DEFAULTS, warmup=W, draws=D, chains=C, max_tree_depth=max_depth(model))
-    starts = jnp.asarray(pn._starts(obj, C, 0.5, 0))
+    starts = obj.z0[None] + jax.random.uniform(jax.random.PRNGKey(7919), (C, obj.dim), minval=-0.5, maxval=0.5)
     keys = jax.random.split(jax.random.PRNGKey(0), C)
 
     def chain_fn(single):
@@ -939,7 +939,7 @@ def w_nuts_variant(job):
             lowered = fn.lower(*args)
         out["devices"] = n
     else:
-        if variant in ("vectorized", "sequential"):
+        if variant in ("parallel", "vectorized", "sequential"):
             fn = pn._sampler(obj, dict(opts, chain_method=variant))
         elif variant == "single_scan":
             fn = jax.jit(jax.vmap(chain_fn(True), in_axes=(0, 0, None)))
@@ -1254,6 +1254,10 @@ def main():
             nuts[model] = {}
             for s in samplers:
                 job = dict(kind=s, model=model)
+                if s == "numpyro":
+                    # numpyro's own way to use every core on CPU (its vectorized and sequential
+                    # chains in *Analysis runs*)
+                    job.update(chain_method="parallel", host_devices=CFG["chains"])
                 env = {}
                 if s == "probmodels":
                     cdir = cache()
@@ -1336,7 +1340,7 @@ def main():
             if out is not None:
                 out.update(posterior_diagnostics(d_))
             a["probmodels_other"] = out
-            for cm, extra in (("sequential", {}), ("parallel", {"host_devices": 4})):
+            for cm, extra in (("sequential", {}), ("vectorized", {})):
                 out, d_, err = R.run(dict(kind="numpyro", model=model, chain_method=cm, **extra))
                 if out is not None:
                     out.update(posterior_diagnostics(d_))
@@ -1347,6 +1351,7 @@ def main():
             a["numpyro_vectorized_float32"] = out
         ndev = f"--xla_force_host_platform_device_count={os.cpu_count() or 2}"
         variants = [
+            ("parallel", ""),
             ("vectorized", ""),
             ("sequential", ""),
             ("single_scan", ""),
@@ -1432,10 +1437,11 @@ def render(raw: dict, args) -> str:
             "a fresh C++ build every time); *sample* is the rest. min ESS (bulk) and max r-hat come from "
             "`arviz.ess` / `arviz.rhat` on every method's draws of the latent parameters; ESS/s = min bulk "
             "ESS / wall (compile included). Parallelism: probmodels its default "
-            "`chain_method='sequential'` (one compiled chain run once per chain: half the compile of "
-            "vectorized chains, see *Analysis runs*), raw numpyro `chain_method='vectorized'` (one XLA "
-            "program, its fastest here; sequential and parallel in *Analysis runs*), PyMC `cores=2` (its "
-            "default assumes hyper-threading and would use 1 here), nutpie and pystan all cores.\n")
+            "`chain_method='parallel'` (the chains split over one JAX CPU device per core, each running "
+            "its share one after the other: one compile for all chains), raw numpyro "
+            "`chain_method='parallel'` with `numpyro.set_host_device_count(chains)` (its fastest here; "
+            "sequential and vectorized in *Analysis runs*), PyMC `cores=2` (its default assumes "
+            "hyper-threading and would use 1 here), nutpie and pystan all cores.\n")
         for model, row in nuts.items():
             n, d = cfg["sizes"][model]
             size = "J = 8" if model == "schools" else (f"N = {n:,}, {d} hidden units" if model == "mlp" else f"N = {n:,}, d = {d}")
@@ -1580,9 +1586,9 @@ def render(raw: dict, args) -> str:
             rows = [
                 (f"probmodels, default chain_method={pm_main.get('chain_method', '?')!r} (main table)", ref.get("probmodels")),
                 (f"probmodels, chain_method={pm_other.get('chain_method', '?')!r}", a.get("probmodels_other")),
-                ("raw numpyro vectorized (main table)", ref.get("numpyro")),
+                (f"raw numpyro parallel ({cfg['chains']} host devices on {os.cpu_count()} cores, main table)", ref.get("numpyro")),
                 ("raw numpyro sequential", a.get("numpyro_sequential")),
-                ("raw numpyro parallel (4 host devices on 2 cores)", a.get("numpyro_parallel")),
+                ("raw numpyro vectorized", a.get("numpyro_vectorized")),
                 ("raw numpyro vectorized, float32", a.get("numpyro_vectorized_float32")),
             ]
             for name, o in rows:
@@ -1600,8 +1606,8 @@ def render(raw: dict, args) -> str:
             n, d = cfg["sizes"]["logistic"]
             add(f"### probmodels' NUTS sampler compiled ahead of time: logistic regression N = {n:,}, d = {d}\n")
             add("`jax.jit(...).trace() / .lower() / .compile()` and one run (4 chains x 2000 iterations) timed "
-                "apart, persistent cache off. *vectorized* and *sequential* are `probmodels.solvers.nuts._sampler` "
-                "with that `chain_method` (gradient-based adaptation); *single_scan* / *sequential_single_scan* "
+                "apart, persistent cache off. *parallel*, *vectorized* and *sequential* are `probmodels.solvers.nuts._sampler` "
+                "with that `chain_method` (gradient-based adaptation; *parallel* is the default); *single_scan* / *sequential_single_scan* "
                 "numpyro's windowed adaptation, warm-up and sampling in one `lax.scan` (vmapped / sequential chains); *pmap* the vectorized chains split over 2 CPU "
                 "devices (2 chains each, vectorized); *pmap_sequential* the same split, each device running its 2 chains one after the other. CPU seconds (all threads of the process) in brackets: "
                 "other processes on the machine disturb them least.\n")

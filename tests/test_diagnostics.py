@@ -143,3 +143,20 @@ def test_laplace_fails_loudly():
     assert fit.draws is None and not fit.diagnostics["converged"]
     msg = " ".join(fit.diagnostics["warnings"])
     assert "singular along a, b" in msg and "no draws" in msg
+
+
+def test_chain_diagnostics_equal_arviz_on_the_dataset():
+    # r-hat and ESS coordinate by coordinate (no xarray in fit) = ArviZ's on the whole dataset
+    import arviz as az
+
+    from probmodels.solvers.nuts import chain_diagnostics
+
+    rng = np.random.default_rng(0)
+    latent = {"a": rng.normal(size=(4, 300)), "b": rng.normal(size=(4, 300, 2, 3)).cumsum(axis=1)}
+    ds = az.convert_to_dataset(latent)
+    ref = (
+        max(float(az.rhat(ds)[k].max()) for k in latent),
+        min(float(az.ess(ds, method="bulk")[k].min()) for k in latent),
+        min(float(az.ess(ds, method="tail")[k].min()) for k in latent),
+    )
+    np.testing.assert_allclose(chain_diagnostics(latent, 4), ref, rtol=1e-12)

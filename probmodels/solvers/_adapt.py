@@ -116,18 +116,18 @@ def schedule(warmup: int, draws: int):
     return t, t < early_end, t < final_start, t == warmup - 1, early_end, final_start
 
 
-def grad_adapted_chain(potential_fn, init_kernel, sample_kernel, rng_key, z0, arrays, *, warmup, draws, target, depth, record):
-    """One chain: warm-up with gradient-based diagonal adaptation, then ``draws`` transitions.
+def grad_adapted_chain(init_kernel, sample_kernel, rng_key, start: ParamInfo, arrays, *, warmup, draws, target, depth, record):
+    """One chain from ``start`` (point, potential, gradient): warm-up with gradient-based
+    diagonal adaptation, then ``draws`` transitions.
 
     ``record(state, step)`` gives what is kept of each draw (a tuple). Returns the stacked
     records followed by the adapted inverse mass matrix (diagonal).
     """
-    pe_fn = potential_fn(arrays)
-    pe0, g0 = jax.value_and_grad(pe_fn)(z0)
+    z0, pe0, g0 = start
     inv0 = 1.0 / jnp.abs(g0)
     inv0 = jnp.where(jnp.isfinite(inv0) & (inv0 > 0), jnp.clip(inv0, *_CLIP), 1.0)
     state = init_kernel(
-        ParamInfo(z0, pe0, g0),
+        start,
         num_warmup=0,
         step_size=0.1,
         inverse_mass_matrix=inv0,

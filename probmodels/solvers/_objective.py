@@ -405,8 +405,10 @@ class Objective:
 
         # ravel_pytree sorts dict keys; a list keeps z in trace order (labels, tables, warnings).
         names = [s["name"] for s in self.sites]
-        self.z0, unravel_list = ravel_pytree([z0[k] for k in names])
-        self._unravel = _DictUnravel(unravel_list, tuple(names))
+        # (numpy, not ravel_pytree: its eager concatenate and reshape compile two kernels)
+        parts = [np.asarray(z0[k]) for k in names]
+        self.z0 = jax.device_put(np.concatenate([np.ravel(p) for p in parts]) if parts else np.zeros(0))
+        self._unravel = _DictUnravel(_list_unravel([p.shape for p in parts], [p.dtype for p in parts]), tuple(names))
         self.dim = int(self.z0.size)
         # A label per coordinate of z; coordinates of a constrained vector site (a simplex has
         # K - 1 of them) are labelled by the site.
@@ -423,7 +425,7 @@ class Objective:
 
         # A finite log density at the start, or an error that names the site.
         lp = self.fns["log_joint"](self.z0, self.arrays, priors=True, jacobian=True)
-        if not bool(jnp.isfinite(lp)):
+        if not np.isfinite(np.asarray(lp)):
             raise ValueError(self._explain_nonfinite(self.z0) + "; give init={...} where it is finite")
 
     def _check(self, checks, observed, init):
@@ -511,6 +513,20 @@ class Objective:
             site = tr[s["name"]]
             z[s["name"]] = biject_to(site["fn"].support).inv(site["value"])
         return ravel_pytree([z[s["name"]] for s in self.sites])[0]
+
+
+def _list_unravel(shapes, dtypes):
+    """Flat z -> [array of each shape], the inverse of concatenating the ravelled arrays."""
+    sizes = [int(np.prod(sh, dtype=int)) for sh in shapes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    def unravel(z):
+        return [
+            jnp.reshape(z[offsets[i] : offsets[i + 1]], shapes[i]).astype(jnp.result_type(dtypes[i], z.dtype))
+            for i in range(len(shapes))
+        ]
+
+    return unravel
 
 
 class _DictUnravel:
@@ -610,6 +626,7 @@ def _functions(key, model, static, unravel, names):
         log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jax.jit(natural),
+        natural_raw=natural,
         natural_batch=_batched(natural),
         pointwise_batch=_batched(pointwise),
         scores=jax.jit(jax.jacfwd(flat_pointwise)),
