@@ -225,7 +225,15 @@ def newton(fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: fl
         _, ev0, _, c0 = eig0
         pd0 = ev0[0] > 1e-12 * jnp.maximum(jnp.max(jnp.abs(ev0)), 1e-300)
         newton0 = jnp.linalg.norm(c0 / jnp.where(pd0, ev0, 1.0))
-        radius0 = jnp.where(pd0 & jnp.isfinite(newton0), jnp.maximum(100.0, 1.0001 * newton0), 100.0)
+        # indefinite: the length of the step with the curvatures' magnitudes (|lambda|), the
+        # scale of the problem as the Hessian sees it
+        top0 = jnp.maximum(jnp.max(jnp.abs(ev0)), 1e-300)
+        mag0 = jnp.linalg.norm(c0 / jnp.maximum(jnp.abs(ev0), 1e-12 * top0))
+        radius0 = jnp.where(
+            pd0 & jnp.isfinite(newton0),
+            jnp.maximum(100.0, 1.0001 * newton0),
+            jnp.where(jnp.isfinite(mag0), jnp.maximum(100.0, mag0), 100.0),
+        )
     state0 = (z0, value0, g0, h0, radius0, 0, status0, gn0, jnp.zeros_like(z0), eig0)
 
     def body(state):

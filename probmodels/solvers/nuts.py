@@ -155,7 +155,7 @@ def _sampler(obj: Objective, opts: dict):
         # the chains split over CPU devices (one per core), each device running its share one
         # after the other: one compiled program, every core busy
         n_dev = parallel_devices(int(opts["chains"]))
-        mesh = Mesh(np.asarray(jax.local_devices(backend="cpu")[:n_dev]), ("chain",))
+        mesh = Mesh(np.asarray(jax.local_devices()[:n_dev]), ("chain",))
         run = jax.shard_map(one_by_one, mesh=mesh, in_specs=(P("chain"), P("chain"), P()), out_specs=P("chain"), check_vma=False)
     else:
         run = one_by_one
@@ -165,11 +165,10 @@ def _sampler(obj: Objective, opts: dict):
 
 def parallel_devices(chains: int) -> int:
     """CPU devices the chains are split over: the most, up to one per device, that divides
-    ``chains`` evenly (1: sequential on one device)."""
-    try:
-        n = len(jax.local_devices(backend="cpu"))
-    except RuntimeError:  # pragma: no cover - no CPU backend
-        return 1
+    ``chains`` evenly (1: sequential on one device, and always on an accelerator)."""
+    if jax.default_backend() != "cpu":
+        return 1  # an accelerator runs the chains on itself, one after the other
+    n = len(jax.local_devices())
     return max(k for k in range(1, min(n, chains) + 1) if chains % k == 0)
 
 
