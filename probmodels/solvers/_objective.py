@@ -626,7 +626,6 @@ def _functions(key, model, static, unravel, names):
         log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jax.jit(natural),
-        natural_raw=natural,
         natural_batch=_batched(natural),
         pointwise_batch=_batched(pointwise),
         scores=jax.jit(jax.jacfwd(flat_pointwise)),
