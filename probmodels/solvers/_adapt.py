@@ -109,7 +109,9 @@ def _with(state, step, inv_mass):
 
 
 def schedule(warmup: int, draws: int):
-    """Static per-iteration flags: (iteration, early, mass-adapting, last warm-up iteration)."""
+    """Per iteration of warm-up and draws: the index and whether it is early, adapts the mass,
+    is the last of warm-up; then the first iteration after the early phase and the first of
+    the step-size-only phase."""
     t = np.arange(warmup + draws)
     early_end = int(EARLY * warmup)
     final_start = warmup - int(FINAL * warmup)
