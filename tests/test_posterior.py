@@ -5,7 +5,9 @@ the posterior is N(m, S), S = (U^T U / sigma^2 + I / tau^2)^-1, m = S U^T x / si
 """
 
 import arviz as az
+import jax.numpy as jnp
 import numpy as np
+import numpyro
 import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
@@ -204,3 +206,22 @@ def test_cpu_devices_at_import():
     assert three.returncode == 0 and three.stdout.strip() == "3", three.stderr
     bad = subprocess.run([sys.executable, "-c", code], env={**env, "PROBMODELS_CPU_DEVICES": "two"}, capture_output=True, text=True)
     assert bad.returncode != 0 and "PROBMODELS_CPU_DEVICES must be a whole number" in bad.stderr
+
+
+def cliff(x=None):
+    # the log density is -inf for w < -0.2 (numpyro.factor)
+    w = param("w", dist.Normal(0.0, 1.0))
+    numpyro.factor("cliff", jnp.where(w > -0.2, 0.0, -jnp.inf))
+    return observe("x", w + noise.Gaussian(1.0), obs=x)
+
+
+def test_chains_whose_jittered_start_is_impossible_start_at_z0():
+    import jax
+
+    # the jitter fit(seed=0, init_jitter=2) draws (PRNGKey(seed + 7919)): some chain's falls off the cliff
+    u = 2.0 * np.asarray(jax.random.uniform(jax.random.PRNGKey(7919), (4, 1), minval=-1.0, maxval=1.0))
+    assert np.any(u < -0.2)
+    fit = probmodels.fit(cliff, {"x": np.full(3, 1.0)}, "nuts", seed=0, init_jitter=2.0, warmup=200, draws=200)
+    # a chain left at an impossible start never moves (every proposal's energy is undefined)
+    assert np.all(fit.draws["w"] > -0.2)
+    assert np.all(np.ptp(fit.draws["w"], axis=1) > 0)
