@@ -35,7 +35,7 @@ from scipy import stats
 from .fit import METHODS, fit
 from .solvers._common import check_options, inverse_hessian, natural_moments
 from .solvers._objective import Objective
-from .solvers.nuts import NUTS_DEFAULTS, _sampler
+from .solvers.nuts import NUTS_DEFAULTS, _seeded
 from .solvers.point import POINT_DEFAULTS, _l1_terms, _solver
 
 __all__ = ["calibrate", "Calibration"]
@@ -247,22 +247,15 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
 
 def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
     opts = check_options("nuts", options, NUTS_DEFAULTS)
-    chains = int(opts["chains"])
     # simulations are vmapped: chains one after the other inside each (not split over devices)
-    run = _sampler(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts)
+    run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts)
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
-    batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jax.jit(jax.vmap(run, in_axes=(0, 0, axes))))
-    keys = jnp.stack([jax.random.split(jax.random.PRNGKey(_sim_seed(seed, i)), chains) for i in indices])
-    jitter = float(opts["init_jitter"])
-    starts = np.stack(
-        [
-            np.asarray(obj.z0)[None]
-            + np.asarray(jax.random.uniform(jax.random.PRNGKey(_sim_seed(seed, i) + 7919), (chains, obj.dim), minval=-jitter, maxval=jitter))
-            for i in indices
-        ]
-    )
+    batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jax.jit(jax.vmap(run, in_axes=(0, None, None, axes))))
+    # the keys and jittered starts fit(seed=_sim_seed(seed, i)) gives each simulation
+    seeds = np.asarray([_sim_seed(seed, i) for i in indices], dtype=np.int64)
+    amplitude = np.full(obj.dim, max(float(opts["init_jitter"]), 0.0))
     arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
-    zs, div, *_ = batched(keys, jnp.asarray(starts), arrays)
+    zs, div, *_ = batched(seeds, np.asarray(obj.z0), amplitude, arrays)
     zs, div = np.asarray(zs), np.asarray(div)
     out = []
     for j in range(len(indices)):

@@ -89,7 +89,8 @@ def _sampler_key(opts: dict) -> tuple:
 
 
 def _sampler(obj: Objective, opts: dict):
-    """The compiled ``run(keys, starts, arrays)`` for these settings (built once, cached)."""
+    """The compiled ``run(keys, starts, arrays)`` for these settings (built once, cached); a
+    chain's start is one point or (jittered start, fallback), see ``start_info``."""
     warmup, draws = int(opts["warmup"]), int(opts["draws"])
     target, depth, dense = float(opts["target_accept"]), int(opts["max_tree_depth"]), bool(opts["dense_mass"])
     method = opts["chain_method"]
@@ -195,8 +196,7 @@ def _seeded(obj: Objective, opts: dict):
         # gradient at the jittered start is not finite (decided inside the chain, on the gradient
         # it computes anyway)
         starts = jnp.stack([z0[None] + u * amplitude[None], jnp.broadcast_to(z0, (chains, z0.shape[0]))], axis=1)
-        out = core(keys, starts, arrays)
-        return out
+        return core(keys, starts, arrays)
 
     cache[key] = jax.jit(run)
     return cache[key]
