@@ -32,6 +32,7 @@ import pandas as pd
 from numpyro.infer import Predictive
 from scipy import stats
 
+from ._config import jit
 from .fit import METHODS, fit
 from .solvers._common import check_options, inverse_hessian, natural_moments
 from .solvers._objective import Objective
@@ -248,9 +249,9 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
 def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
     opts = check_options("nuts", options, NUTS_DEFAULTS)
     # simulations are vmapped: chains one after the other inside each (not split over devices)
-    run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts)
+    run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts, compiled=False)
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
-    batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jax.jit(jax.vmap(run, in_axes=(0, None, None, axes))))
+    batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jit(jax.vmap(run, in_axes=(0, None, None, axes))))
     # the keys and jittered starts fit(seed=_sim_seed(seed, i)) gives each simulation
     seeds = np.asarray([_sim_seed(seed, i) for i in indices], dtype=np.int64)
     amplitude = np.full(obj.dim, max(float(opts["init_jitter"]), 0.0))

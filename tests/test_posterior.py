@@ -208,6 +208,38 @@ def test_cpu_devices_at_import():
     assert bad.returncode != 0 and "PROBMODELS_CPU_DEVICES must be a whole number" in bad.stderr
 
 
+
+def test_probmodels_jit_top_level_with_xla_options_nested_without():
+    # probmodels' programs compile with its XLA options when called from Python; the same
+    # function traced into a user's jit, grad or vmap (where JAX refuses compiler options) works
+    import os
+    import subprocess
+    import sys
+
+    import jax
+
+    from probmodels._config import _FAST_COMPILE, compiler_options, jit
+
+    if jax.default_backend() == "cpu" and not os.environ.get("XLA_FLAGS"):
+        assert compiler_options() == _FAST_COMPILE
+    f = jit(lambda x, a: jnp.sum(jnp.tanh(a * x) ** 2))
+    x = jnp.linspace(-1.0, 1.0, 7)
+    top = float(f(x, 2.0))
+    assert top == pytest.approx(float(np.sum(np.tanh(2.0 * np.linspace(-1.0, 1.0, 7)) ** 2)), rel=1e-14)
+    assert float(jax.jit(f)(x, 2.0)) == pytest.approx(top, rel=1e-14)
+    np.testing.assert_allclose(jax.vmap(f, in_axes=(None, 0))(x, jnp.asarray([2.0, 3.0]))[0], top, rtol=1e-14)
+    g = jax.grad(f)(x, 2.0)  # d/dx tanh(2x)^2 = 4 tanh(2x) (1 - tanh(2x)^2)
+    t = np.tanh(2.0 * np.linspace(-1.0, 1.0, 7))
+    np.testing.assert_allclose(g, 4 * t * (1 - t**2), rtol=1e-12, atol=1e-14)
+    # an option the user set in XLA_FLAGS is theirs
+    code = "import probmodels._config as c; print(sorted(c.compiler_options()))"
+    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    if jax.default_backend() == "cpu":
+        assert out.stdout.strip() == "['xla_cpu_use_fusion_emitters']"
+
+
 def cliff(x=None):
     # the log density is -inf for w < -0.2 (numpyro.factor)
     w = param("w", dist.Normal(0.0, 1.0))

@@ -35,6 +35,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import log_density
 from numpyro.primitives import Messenger
 
+from .._config import jit
 from ..noise import LaplaceNoise
 from ..program import _MARK, OBSERVE, PARAM
 
@@ -263,7 +264,7 @@ def _prototype(model, static, init_names):
         )
         return z0, observed, checks
 
-    return jax.jit(run), info
+    return jit(run), info
 
 
 _PROTOTYPES: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
@@ -605,7 +606,7 @@ def _batched(f, batch_size=256):
     """``f(z, arrays)`` over a leading axis of ``z``, ``batch_size`` draws at a time: a vmap over
     all 4000 draws at once holds 4000 copies of every per-observation intermediate (9 GB for a
     27 x 27 transition matrix on 5000 characters)."""
-    return jax.jit(lambda zs, a: jax.lax.map(lambda z: f(z, a), zs, batch_size=batch_size))
+    return jit(lambda zs, a: jax.lax.map(lambda z: f(z, a), zs, batch_size=batch_size))
 
 
 def _functions(key, model, static, unravel, names):
@@ -623,13 +624,13 @@ def _functions(key, model, static, unravel, names):
 
     fns = dict(
         log_joint_raw=log_joint,
-        log_joint=jax.jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
+        log_joint=jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
-        natural=jax.jit(natural),
+        natural=jit(natural),
         natural_batch=_batched(natural),
         pointwise_batch=_batched(pointwise),
-        scores=jax.jit(jax.jacfwd(flat_pointwise)),
-        natural_jacobian=jax.jit(
+        scores=jit(jax.jacfwd(flat_pointwise)),
+        natural_jacobian=jit(
             jax.jacfwd(lambda z, a: jnp.concatenate([jnp.ravel(natural(z, a)[k]) for k in names]))
         ),
         solvers={},

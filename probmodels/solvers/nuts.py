@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import ParamInfo
 
+from .._config import jit
 from ._adapt import grad_adapted_chain
 from ._common import SolverResult, Timer, check_options
 from ._objective import Objective
@@ -160,7 +161,7 @@ def _sampler(obj: Objective, opts: dict):
         run = jax.shard_map(one_by_one, mesh=mesh, in_specs=(P("chain"), P("chain"), P()), out_specs=P("chain"), check_vma=False)
     else:
         run = one_by_one
-    cache[key] = jax.jit(run)
+    cache[key] = run  # traced inside _seeded's program
     return cache[key]
 
 
@@ -173,8 +174,9 @@ def parallel_devices(chains: int) -> int:
     return max(k for k in range(1, min(n, chains) + 1) if chains % k == 0)
 
 
-def _seeded(obj: Objective, opts: dict):
-    """``run(seed, z0, amplitude, arrays)``: the compiled sampler with its keys and starts
+def _seeded(obj: Objective, opts: dict, compiled: bool = True):
+    """``run(seed, z0, amplitude, arrays)``: the compiled sampler (``compiled=False``: the same
+    function uncompiled, to be traced into another program) with its keys and starts
     computed inside the one program (as eager JAX calls each would compile a kernel of its own:
     0.3 to 0.5 s of a first fit in all).
 
@@ -183,9 +185,12 @@ def _seeded(obj: Objective, opts: dict):
     draws), or at ``z0`` where the log density there is not finite.
     """
     chains = int(opts["chains"])
-    key = ("nuts_seeded", chains, _sampler_key(opts))
+    key = ("nuts_seeded", chains, _sampler_key(opts), compiled)
     cache = obj.fns["solvers"]
     if key in cache:
+        return cache[key]
+    if compiled:
+        cache[key] = jit(_seeded(obj, opts, compiled=False))
         return cache[key]
     core = _sampler(obj, opts)
 
@@ -198,7 +203,7 @@ def _seeded(obj: Objective, opts: dict):
         starts = jnp.stack([z0[None] + u * amplitude[None], jnp.broadcast_to(z0, (chains, z0.shape[0]))], axis=1)
         return core(keys, starts, arrays)
 
-    cache[key] = jax.jit(run)
+    cache[key] = run
     return cache[key]
 
 

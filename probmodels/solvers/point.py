@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._config import jit
 from ._common import (
     SolverResult,
     Timer,
@@ -97,7 +98,7 @@ def _laplace_fns(obj: Objective, names: tuple):
                 out[n] = (jnp.broadcast_to(b.loc, shapes[n]), jnp.broadcast_to(b.scale, shapes[n]))
             return out
 
-        cache[key] = (jax.jit(f), jax.jit(jax.jacfwd(f)))
+        cache[key] = (jit(f), jit(jax.jacfwd(f)))
     return cache[key]
 
 
@@ -133,11 +134,11 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
                 return lbfgs(neg_log_joint, z0, (arrays, eps), gtol, max_iter)
 
         solvers[key] = dict(
-            run=jax.jit(run),
-            chord=jax.jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
-            hessian=jax.jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
-            grad=jax.jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
-            value=jax.jit(lambda z, arrays, eps: neg_log_joint(z, (arrays, eps))),
+            run=jit(run),
+            chord=jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
+            hessian=jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
+            grad=jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
+            value=jit(lambda z, arrays, eps: neg_log_joint(z, (arrays, eps))),
         )
     return solvers[key]
 

@@ -22,6 +22,7 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.optim import optax_to_numpyro
 
+from .._config import jit
 from ._common import SolverResult, Timer, check_options, gaussian_log_density, psis, reweight
 from ._objective import Objective
 from ._zmodel import zmodel
@@ -85,7 +86,7 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
                 (state, rng), (losses, path) = jax.lax.scan(step, (state, rng), None, length=n)
                 return state, rng, losses, jax.tree_util.tree_map(lambda a: a.mean(0), path)
 
-        cache[key] = dict(svi=svi, guide=guide, chunk=jax.jit(chunk, static_argnums=3))
+        cache[key] = dict(svi=svi, guide=guide, chunk=jit(chunk, static_argnums=3))
     return cache[key]
 
 
