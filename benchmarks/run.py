@@ -395,6 +395,8 @@ def w_probmodels_nuts(job):
     import probmodels
 
     import_s = time.perf_counter() - t0
+    if job.get("xla_defaults"):
+        probmodels._config._options = {}  # XLA's own compile options instead of probmodels'
     log = CompileLog(log_functions=job.get("log_functions", False))
     model = job["model"]
     prog = probmodels_programs()[model]
@@ -1290,6 +1292,15 @@ def main():
                     else:
                         failures[f"probmodels windowed / {model}"] = err
                     shutil.rmtree(cdir, ignore_errors=True)
+                    # what probmodels' XLA options are worth: the same fit compiled with XLA's defaults
+                    cdir = cache()
+                    w, wd, err = R.run(dict(kind="probmodels", model=model, xla_defaults=True), {"PROBMODELS_CACHE_DIR": cdir})
+                    if w is not None:
+                        w.update(posterior_diagnostics(wd, model))
+                        out["xla_defaults"] = w
+                    else:
+                        failures[f"probmodels XLA defaults / {model}"] = err
+                    shutil.rmtree(cdir, ignore_errors=True)
                 nuts[model][s] = out
         raw["nuts"] = nuts
 
@@ -1434,7 +1445,10 @@ def render(raw: dict, args) -> str:
             "(imports excluded); *compile* is what each tool spends before its first draw (probmodels: "
             "`diagnostics['compile_s']`, empty persistent cache; raw numpyro: JAX's trace + lower + XLA compile "
             "events; PyMC: wall minus its `sampling_time`; nutpie: `compile_pymc_model`; pystan: `stan.build`, "
-            "a fresh C++ build every time); *sample* is the rest. min ESS (bulk) and max r-hat come from "
+            "a fresh C++ build every time); *sample* is the rest. probmodels compiles its programs with two XLA "
+            "CPU options (`xla_cpu_use_fusion_emitters=false`, `xla_backend_optimization_level=1`; "
+            "`probmodels._config.compiler_options`); the row *compiled with XLA's default options* is the same "
+            "fit without them, raw numpyro's rows use XLA's defaults. min ESS (bulk) and max r-hat come from "
             "`arviz.ess` / `arviz.rhat` on every method's draws of the latent parameters; ESS/s = min bulk "
             "ESS / wall (compile included). Parallelism: probmodels its default "
             "`chain_method='parallel'` (the chains split over one JAX CPU device per core, each running "
@@ -1465,6 +1479,10 @@ def render(raw: dict, args) -> str:
                 if s == "probmodels" and o.get("windowed"):
                     w = o["windowed"]
                     add(f"| probmodels, `adaptation='windowed'` (Stan's) | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
+                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
+                if s == "probmodels" and o.get("xla_defaults"):
+                    w = o["xla_defaults"]
+                    add(f"| probmodels compiled with XLA's default options | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
                         f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
             add("")
             if model == "mlp":
