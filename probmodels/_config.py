@@ -120,17 +120,17 @@ _options: dict | None = None
 
 def compiler_options() -> dict:
     """The XLA options of probmodels' programs on this backend: ``_FAST_COMPILE`` on a CPU less
-    any the user set in ``XLA_FLAGS``, and nothing this jaxlib does not know (probed once)."""
+    any the user set in ``XLA_FLAGS`` (dropped for good if this XLA does not know one)."""
     global _options
     if _options is None:
         flags = os.environ.get("XLA_FLAGS", "")
-        opts = {k: v for k, v in _FAST_COMPILE.items() if k not in flags} if jax.default_backend() == "cpu" else {}
-        try:
-            jax.jit(lambda x: x + 1, compiler_options=opts).lower(1.0).compile()
-        except Exception:  # an option this XLA no longer has: compile with its defaults
-            opts = {}
-        _options = opts
+        cpu = jax.default_backend() == "cpu"
+        _options = {k: v for k, v in _FAST_COMPILE.items() if k not in flags} if cpu else {}
     return _options
+
+
+def _unknown_option(err: Exception) -> bool:
+    return "compile option" in str(err) and any(k in str(err) for k in _FAST_COMPILE)
 
 
 def _tracing() -> bool:
@@ -152,7 +152,17 @@ class _Jit:
         self.__wrapped__ = fun
 
     def __call__(self, *args, **kwargs):
-        return (self._nested if _tracing() else self._top)(*args, **kwargs)
+        if _tracing():
+            return self._nested(*args, **kwargs)
+        try:
+            return self._top(*args, **kwargs)
+        except Exception as err:  # an option this XLA no longer has: its defaults from now on
+            if not _unknown_option(err):
+                raise
+            global _options
+            _options = {}
+            self._top = self._nested
+            return self._top(*args, **kwargs)
 
     def __getattr__(self, name):  # lower, trace, eval_shape, ...
         return getattr(self._top, name)
