@@ -499,7 +499,8 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
-        log_likelihood=float(sum(np.sum(v) for v in obj.fns["pointwise_batch"](np.asarray(z)[None], obj.arrays).values())),
+        # (numpy sums: np.sum of a JAX array is an eager JAX op that compiles a kernel)
+        log_likelihood=float(sum(np.sum(np.asarray(v)) for v in obj.fns["pointwise_batch"](np.asarray(z)[None], obj.arrays).values())),
         **opt_info,
         status=STATUS[int(res.status)],
         stderr=stderr_kind,
