@@ -1,13 +1,16 @@
-"""Variational inference: numpyro's SVI with an automatic Gaussian guide on the unconstrained space.
+"""Variational inference: numpyro's SVI with a Gaussian guide on the unconstrained space.
 
-``guide="normal"`` is mean-field (``AutoNormal``), ``"multivariate_normal"`` full-rank
-(``AutoMultivariateNormal``). The guide starts at the Laplace approximation (the mode of the
+``guide="normal"`` is mean-field (numpyro's ``AutoNormal`` on the one vector ``z``: loc and a
+softplus-positive scale), ``"multivariate_normal"`` full-rank (``AutoMultivariateNormal``'s loc
+and scaled-unit-lower-Cholesky factor). The guides are written out rather than taken from
+numpyro's autoguides, whose set-up runs the model eagerly (about 150 small eager compiles, half
+of a first fit): the SVI state, its learning rate and start are built in one compiled call, the
+draws of q in another. The guide starts at the Laplace approximation (the mode of the
 unconstrained posterior and its curvature), so the optimisation only corrects it. Adam runs in
 compiled chunks at a constant learning rate until the ELBO stops improving (the drop between
 two chunk means is within two standard errors), then the learning rate is annealed over four
 more chunks and the iterates of the last one averaged (Polyak-Ruppert), so that the final
-parameters do not carry Adam's step noise. The ELBO trace is in
-``diagnostics["elbo"]``.
+parameters do not carry Adam's step noise. The ELBO trace is in ``diagnostics["elbo"]``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro import handlers
-from numpyro.distributions.transforms import biject_to
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.optim import optax_to_numpyro
 
 from .._config import jit
@@ -42,7 +45,32 @@ VI_DEFAULTS = dict(
     psis=False,
     batch_size=None,
 )
-_GUIDES = {"normal": AutoNormal, "multivariate_normal": AutoMultivariateNormal}
+_INIT_SCALE = 0.1  # the autoguides' default
+
+
+def _normal_guide(dim):
+    """Mean-field Gaussian q(z) (``AutoNormal``'s parameters and constraints)."""
+
+    def guide(arrays, obs_scale=None):
+        loc = numpyro.param("z_auto_loc", jnp.zeros(dim))
+        scale = numpyro.param("z_auto_scale", jnp.full(dim, _INIT_SCALE), constraint=constraints.softplus_positive)
+        numpyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    return guide
+
+
+def _mvn_guide(dim):
+    """Full-rank Gaussian q(z) (``AutoMultivariateNormal``'s parameters and constraints)."""
+
+    def guide(arrays, obs_scale=None):
+        loc = numpyro.param("auto_loc", jnp.zeros(dim))
+        tril = numpyro.param("auto_scale_tril", _INIT_SCALE * jnp.eye(dim), constraint=constraints.scaled_unit_lower_cholesky)
+        numpyro.sample("z", dist.MultivariateNormal(loc, scale_tril=tril))
+
+    return guide
+
+
+_GUIDES = {"normal": _normal_guide, "multivariate_normal": _mvn_guide}
 _ANNEAL = (0.3, 0.09, 0.027, 0.0081)
 
 
@@ -57,7 +85,7 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
     cache = obj.fns["solvers"]
     if key not in cache:
         model = zmodel(obj)
-        guide = _GUIDES[guide_kind](model)
+        guide = _GUIDES[guide_kind](obj.dim)
         optim = optax_to_numpyro(optax.inject_hyperparams(optax.adam)(learning_rate=1e-2))
         svi = SVI(model, guide, optim, Trace_ELBO(num_particles=num_particles))
         if minibatch is None:
@@ -86,7 +114,24 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
                 (state, rng), (losses, path) = jax.lax.scan(step, (state, rng), None, length=n)
                 return state, rng, losses, jax.tree_util.tree_map(lambda a: a.mean(0), path)
 
-        cache[key] = dict(svi=svi, guide=guide, chunk=jit(chunk, static_argnums=3))
+        def init(seed, arrays, obs_scale, lr, start):
+            # the SVI state at the start values (constrained), with learning rate lr, and the key
+            # of the minibatch draws: one compiled call (numpyro's init, eager, compiles every op)
+            key = jax.random.PRNGKey(seed)
+            kw = {} if minibatch is None else {"obs_scale": obs_scale}
+            state = svi.init(key, arrays=arrays, init_params=start, **kw)
+            return _with(state, lr=lr), jax.random.PRNGKey(seed + 2)
+
+        def draw_q(seed, params, n):
+            eps = jax.random.normal(jax.random.PRNGKey(seed), (n, obj.dim))
+            if guide_kind == "normal":
+                return params["z_auto_loc"] + eps * params["z_auto_scale"]
+            return params["auto_loc"] + eps @ params["auto_scale_tril"].T
+
+        cache[key] = dict(
+            svi=svi, guide=guide, chunk=jit(chunk, static_argnums=3), init=jit(init), draw_q=jit(draw_q, static_argnums=2),
+            params=jit(svi.get_params),  # (constrained; eager, the transforms compile their ops)
+        )
     return cache[key]
 
 
@@ -109,28 +154,24 @@ def _with(state, *, lr=None, params=None):
     i, (p, opt_state) = state.optim_state
     if lr is not None:
         hyper = dict(opt_state.hyperparams)
-        hyper["learning_rate"] = jnp.asarray(lr, dtype=jnp.asarray(hyper["learning_rate"]).dtype)
+        # (numpy, not jnp.asarray: an eager conversion compiles a kernel)
+        hyper["learning_rate"] = np.asarray(lr, dtype=hyper["learning_rate"].dtype) if not isinstance(lr, jax.Array) else lr.astype(hyper["learning_rate"].dtype)
         opt_state = opt_state._replace(hyperparams=hyper)
     if params is not None:
         p = {**p, **params}
     return state._replace(optim_state=(i, (p, opt_state)))
 
 
-def _start_params(obj, guide, arrays, guide_kind, z, h, cov):
-    """Unconstrained guide parameters of the Laplace approximation (loc at the mode)."""
-    tr = handlers.trace(handlers.seed(guide, 0)).get_trace(arrays=arrays)
-    constraint = {k: s["kwargs"].get("constraint") for k, s in tr.items() if s["type"] == "param"}
-    out = {}
+def _start_params(guide_kind, z, h, cov):
+    """Guide parameters (constrained) of the Laplace approximation: loc at the mode; the scales
+    from the Hessian's diagonal (mean-field) or the covariance's Cholesky factor (full rank)
+    where it has them, else the guides' defaults."""
+    dim = len(z)
     if guide_kind == "normal":
-        out["z_auto_loc"] = jnp.asarray(z)
-        if h is not None and np.all(np.diag(h) > 0):
-            out["z_auto_scale"] = biject_to(constraint["z_auto_scale"]).inv(jnp.asarray(1.0 / np.sqrt(np.diag(h))))
-    else:
-        out["auto_loc"] = jnp.asarray(z)
-        if cov is not None:
-            chol = np.linalg.cholesky(0.5 * (cov + cov.T))
-            out["auto_scale_tril"] = biject_to(constraint["auto_scale_tril"]).inv(jnp.asarray(chol))
-    return out
+        scale = 1.0 / np.sqrt(np.diag(h)) if h is not None and np.all(np.diag(h) > 0) else np.full(dim, _INIT_SCALE)
+        return {"z_auto_loc": np.asarray(z, np.float64), "z_auto_scale": np.asarray(scale, np.float64)}
+    chol = np.linalg.cholesky(0.5 * (cov + cov.T)) if cov is not None else _INIT_SCALE * np.eye(dim)
+    return {"auto_loc": np.asarray(z, np.float64), "auto_scale_tril": np.asarray(chol, np.float64)}
 
 
 def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
@@ -169,16 +210,15 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         small = {k: (v[: min(b, n_total)] if k in keys else v) for k, v in obj.arrays.items()}
 
     setup = _svi(obj, guide_kind, int(opts["num_particles"]), minibatch)
-    svi, guide, chunk = setup["svi"], setup["guide"], setup["chunk"]
-    rng = jax.random.PRNGKey(int(opts["seed"]) + 2)
+    svi, chunk = setup["svi"], setup["chunk"]
     with Timer() as timer:
-        if minibatch is None:
-            state = svi.init(jax.random.PRNGKey(int(opts["seed"])), arrays=obj.arrays)
-            start_arrays = obj.arrays
-        else:
-            state = svi.init(jax.random.PRNGKey(int(opts["seed"])), arrays=small, obs_scale=n_total / b)
-            start_arrays = small
-        state = _with(state, lr=lr0, params=_start_params(obj, guide, start_arrays, guide_kind, z_start, h, cov))
+        state, rng = setup["init"](
+            np.int64(int(opts["seed"])),
+            obj.arrays if minibatch is None else small,
+            np.float64(1.0 if minibatch is None else n_total / b),
+            np.float64(lr0),
+            _start_params(guide_kind, z_start, h, cov),
+        )
         losses, plateau = [], False
         budget = steps - chunk_n * len(_ANNEAL)
         done = 0
@@ -200,9 +240,8 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
             done += chunk_n
         # Polyak-Ruppert: the average of the last chunk's iterates, not the last (noisy) one
         state = _with(state, params=averaged)
-        params = svi.get_params(state)
-        zs = guide.sample_posterior(jax.random.PRNGKey(int(opts["seed"]) + 1), params, sample_shape=(int(opts["draws"]),))["z"]
-        zs = np.asarray(zs)
+        params = setup["params"](state)
+        zs = np.asarray(setup["draw_q"](np.int64(int(opts["seed"]) + 1), params, int(opts["draws"])))
         # natural values of the draws; with minibatches, on a slice of the data (parameters do not
         # depend on it; per-observation deterministic sites are then for that slice only)
         nat = obj.fns["natural_batch"](jnp.asarray(zs), obj.arrays if minibatch is None else small)
