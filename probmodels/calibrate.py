@@ -227,7 +227,7 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
     for j, i in enumerate(indices):
         z, h = res.z[j], res.hess[j]
         one = {**obj.arrays, observed: arrays[observed][j]}
-        est = np.concatenate([np.ravel(np.asarray(v)) for k, v in obj.fns["natural"](jnp.asarray(z), one).items() if k in {s["name"] for s in obj.sites}])
+        est = np.concatenate([np.ravel(np.asarray(v)) for k, v in obj.fns["natural"](np.asarray(z), one).items() if k in {s["name"] for s in obj.sites}])
         cov_z, singular, negative = inverse_hessian(obj, h)
         converged = int(res.status[j]) == 0 and not singular and not negative
         if method == "laplace":
@@ -237,7 +237,7 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
             key = jax.random.PRNGKey(_sim_seed(seed, i))
             chol = np.linalg.cholesky(0.5 * (cov_z + cov_z.T))
             zs = z[None] + np.asarray(jax.random.normal(key, (n_draws, obj.dim))) @ chol.T
-            nat = obj.fns["natural_batch"](jnp.asarray(zs), one)
+            nat = obj.fns["natural_batch"](np.asarray(zs), one)
             draws = np.concatenate([np.asarray(nat[s["name"]]).reshape(n_draws, -1) for s in obj.sites], axis=1)
             out.append((draws.mean(0), draws.std(0, ddof=1), draws, converged))
         else:
@@ -262,7 +262,7 @@ def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
     for j in range(len(indices)):
         one = {**obj.arrays, observed: arrays[observed][j]}
         flat_z = zs[j].reshape(-1, obj.dim)
-        nat = obj.fns["natural_batch"](jnp.asarray(flat_z), one)
+        nat = obj.fns["natural_batch"](np.asarray(flat_z), one)
         draws = np.concatenate([np.asarray(nat[s["name"]]).reshape(flat_z.shape[0], -1) for s in obj.sites], axis=1)
         out.append((draws.mean(0), draws.std(0, ddof=1), _thin(draws, n_draws), int(div[j].sum()) == 0))
     return out

@@ -110,7 +110,7 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
         if fit._result.zdraws is None:
             raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
         z = fit._result.zdraws.reshape(-1, new.dim)
-    ll = new.fns["pointwise_batch"](jnp.asarray(z), new.arrays)
+    ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
     flat = jnp.concatenate([jnp.reshape(v, (v.shape[0], -1)) for v in ll.values()], axis=1)
     return np.asarray(logsumexp(flat, axis=0) - jnp.log(flat.shape[0]))
 

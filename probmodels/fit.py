@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field
 
 import arviz as az
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -180,7 +179,7 @@ class Fit:
             attrs_note = ""
         if log_likelihood and zdraws is not None and obj.observed:
             c, d = zdraws.shape[:2]
-            ll = obj.fns["pointwise_batch"](jnp.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
+            ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
             groups["log_likelihood"] = {
                 k: np.asarray(v).reshape((c, d) + np.shape(v)[1:]) for k, v in ll.items()
             }

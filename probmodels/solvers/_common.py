@@ -189,7 +189,7 @@ def psis(obj: Objective, zs, log_q, method: str):
     import arviz as az
 
     zs = np.asarray(zs)
-    log_p = np.asarray(obj.fns["log_joint_batch"](jnp.asarray(zs), obj.arrays))
+    log_p = np.asarray(obj.fns["log_joint_batch"](np.asarray(zs), obj.arrays))
     log_w = log_p - np.asarray(log_q)
     warnings = []
     finite = np.isfinite(log_w)

@@ -210,7 +210,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         small = {k: (v[: min(b, n_total)] if k in keys else v) for k, v in obj.arrays.items()}
 
     setup = _svi(obj, guide_kind, int(opts["num_particles"]), minibatch)
-    svi, chunk = setup["svi"], setup["chunk"]
+    chunk = setup["chunk"]
     with Timer() as timer:
         state, rng = setup["init"](
             np.int64(int(opts["seed"])),
@@ -244,7 +244,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         zs = np.asarray(setup["draw_q"](np.int64(int(opts["seed"]) + 1), params, int(opts["draws"])))
         # natural values of the draws; with minibatches, on a slice of the data (parameters do not
         # depend on it; per-observation deterministic sites are then for that slice only)
-        nat = obj.fns["natural_batch"](jnp.asarray(zs), obj.arrays if minibatch is None else small)
+        nat = obj.fns["natural_batch"](np.asarray(zs), obj.arrays if minibatch is None else small)
         draws = {k: np.asarray(v)[None] for k, v in nat.items()}
 
     elbo = -np.concatenate(losses)
