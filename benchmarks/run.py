@@ -873,7 +873,7 @@ def w_nuts_variant(job):
     * ``pmap_sequential``: the same split, each device running its chains one after the other.
     ``XLA_FLAGS`` in the environment (e.g. ``--xla_backend_optimization_level=1``) applies to all.
     """
-    import probmodels  # noqa: F401
+    import probmodels
     import jax
     import jax.numpy as jnp
     from numpyro.infer.hmc import hmc
@@ -942,7 +942,7 @@ def w_nuts_variant(job):
         out["devices"] = n
     else:
         if variant in ("parallel", "vectorized", "sequential"):
-            fn = pn._sampler(obj, dict(opts, chain_method=variant))
+            fn = jax.jit(pn._sampler(obj, dict(opts, chain_method=variant)))
         elif variant == "single_scan":
             fn = jax.jit(jax.vmap(chain_fn(True), in_axes=(0, 0, None)))
         else:  # sequential_single_scan
@@ -955,7 +955,8 @@ def w_nuts_variant(job):
             lowered = traced.lower()
     out["program_traces"] = trace_count(prog) - n0
     with clock("xla"):
-        compiled = lowered.compile()
+        # every variant with the XLA options probmodels compiles its own programs with
+        compiled = lowered.compile(compiler_options=probmodels._config.compiler_options())
     with clock("run"):
         res = jax.block_until_ready(compiled(*args))
     zs = np.asarray(res[0]).reshape((C, D, -1))
