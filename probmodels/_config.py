@@ -14,7 +14,7 @@
 * XLA options for every program probmodels compiles (``jit``), not for the user's own: on a
   CPU, the classic elemental emitters instead of XLA's newer fusion emitters
   (``xla_cpu_use_fusion_emitters=false``) and LLVM optimisation level 1: a GLM's NUTS program
-  compiles in 1.0-1.2 s instead of 1.6-2.2 s, with the same sampling speed (benchmarks/RESULTS.md).
+  compiles in 1.1-1.4 s instead of 1.7-2.6 s, with the same sampling speed (benchmarks/RESULTS.md).
   An option the user set in ``XLA_FLAGS`` is left to them.
 * A listener on JAX's compile events so that every ``Fit`` can report the seconds spent
   tracing, lowering and compiling (``diagnostics["compile_s"]``).
@@ -112,7 +112,7 @@ def compile_seconds() -> tuple[float, int]:
 
 
 # XLA CPU options (debug options, passed per program as compiler_options). Measured on the
-# benchmark's NUTS programs (2-core EPYC, jaxlib 0.10.2, cold cache): compile 1.6-2.4 s -> 1.0-1.3
+# benchmark's NUTS programs (2-core EPYC, jaxlib 0.10.2, cold cache): compile 1.7-2.7 s -> 1.1-1.7
 # s, sampling time unchanged (the MLP's 10% faster); the dot products run in Eigen either way.
 _FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 _options: dict | None = None
