@@ -94,6 +94,11 @@ LATENT = dict(
     mlp=("W1", "b1", "W2", "b2", "s"),
 )
 SAMPLERS = ("probmodels", "numpyro", "pymc", "nutpie", "pystan")
+# extra probmodels rows per NUTS model: (key, worker job options, row label)
+VARIANT_ROWS = (
+    ("windowed", dict(options=dict(adaptation="windowed")), "probmodels, `adaptation='windowed'` (Stan's)"),
+    ("xla_defaults", dict(xla_defaults=True), "probmodels compiled with XLA's default options"),
+)
 WARM_CACHE_MODELS = ("linear", "logistic", "poisson", "schools")  # the others: time budget
 
 
@@ -1284,24 +1289,17 @@ def main():
                         out["warm"].update(posterior_diagnostics(wd, model))
                     shutil.rmtree(cdir, ignore_errors=True)
                 if s == "probmodels":
-                    # what the warm-up scheme is worth: the same fit with Stan's windowed adaptation
-                    cdir = cache()
-                    w, wd, err = R.run(dict(kind="probmodels", model=model, options=dict(adaptation="windowed")), {"PROBMODELS_CACHE_DIR": cdir})
-                    if w is not None:
-                        w.update(posterior_diagnostics(wd, model))
-                        out["windowed"] = w
-                    else:
-                        failures[f"probmodels windowed / {model}"] = err
-                    shutil.rmtree(cdir, ignore_errors=True)
-                    # what probmodels' XLA options are worth: the same fit compiled with XLA's defaults
-                    cdir = cache()
-                    w, wd, err = R.run(dict(kind="probmodels", model=model, xla_defaults=True), {"PROBMODELS_CACHE_DIR": cdir})
-                    if w is not None:
-                        w.update(posterior_diagnostics(wd, model))
-                        out["xla_defaults"] = w
-                    else:
-                        failures[f"probmodels XLA defaults / {model}"] = err
-                    shutil.rmtree(cdir, ignore_errors=True)
+                    # what the warm-up scheme is worth (the same fit with Stan's windowed
+                    # adaptation) and what probmodels' XLA options are (compiled with XLA's defaults)
+                    for name, extra, label in VARIANT_ROWS:
+                        cdir = cache()
+                        w, wd, err = R.run(dict(kind="probmodels", model=model, **extra), {"PROBMODELS_CACHE_DIR": cdir})
+                        if w is not None:
+                            w.update(posterior_diagnostics(wd, model))
+                            out[name] = w
+                        else:
+                            failures[f"probmodels {label} / {model}"] = err
+                        shutil.rmtree(cdir, ignore_errors=True)
                 nuts[model][s] = out
         raw["nuts"] = nuts
 
@@ -1477,14 +1475,11 @@ def render(raw: dict, args) -> str:
                     w = o["warm"]
                     add(f"| probmodels, warm persistent cache | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
                         f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | | {bg(w)} |")
-                if s == "probmodels" and o.get("windowed"):
-                    w = o["windowed"]
-                    add(f"| probmodels, `adaptation='windowed'` (Stan's) | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
-                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
-                if s == "probmodels" and o.get("xla_defaults"):
-                    w = o["xla_defaults"]
-                    add(f"| probmodels compiled with XLA's default options | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
-                        f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
+                for name, _, label in VARIANT_ROWS if s == "probmodels" else ():
+                    w = o.get(name)
+                    if w:
+                        add(f"| {label} | {fmt(w['wall_s'])} | {fmt(w['compile_s'])} | {fmt(w['sample_s'])} | {w['min_ess_bulk']:.0f} | "
+                            f"{fmt(w['min_ess_bulk'] / w['wall_s'])} | {fmt(w['min_ess_bulk'] / max(w['sample_s'], 1e-9))} | {w['max_rhat']:.3f} | {w['divergences']} | {bg(w)} |")
             add("")
             if model == "mlp":
                 ok = [o for o in row.values() if o and "weights_min_ess_bulk" in o]
