@@ -880,7 +880,6 @@ def w_nuts_variant(job):
     """
     import probmodels
     import jax
-    import jax.numpy as jnp
     from numpyro.infer.hmc import hmc
 
     from probmodels.solvers import nuts as pn
