@@ -251,7 +251,10 @@ def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
     # simulations are vmapped: chains one after the other inside each (not split over devices)
     run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts, compiled=False)
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
-    batched = obj.fns["solvers"].setdefault(("nuts_batched", tuple(sorted(axes.items())), run), jit(jax.vmap(run, in_axes=(0, None, None, axes))))
+    key = ("nuts_batched", tuple(sorted(axes.items())), run)
+    if key not in obj.fns["solvers"]:
+        obj.fns["solvers"][key] = jit(jax.vmap(run, in_axes=(0, None, None, axes)))
+    batched = obj.fns["solvers"][key]
     # the keys and jittered starts fit(seed=_sim_seed(seed, i)) gives each simulation
     seeds = np.asarray([_sim_seed(seed, i) for i in indices], dtype=np.int64)
     amplitude = np.full(obj.dim, max(float(opts["init_jitter"]), 0.0))

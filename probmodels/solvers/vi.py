@@ -75,7 +75,8 @@ _ANNEAL = (0.3, 0.09, 0.027, 0.0081)
 
 
 def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
-    """SVI, its guide and the compiled chunk of steps (cached per program and settings).
+    """The compiled SVI functions of one program and settings (cached): its chunk of steps, the
+    start state, the draws of q and the constrained parameters.
 
     ``minibatch = (per-observation keys, N, B)``: each step draws B of the N observations
     (uniformly, with replacement: O(B) per step, where a permutation of 10 million indices is not),
@@ -129,7 +130,7 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
             return params["auto_loc"] + eps @ params["auto_scale_tril"].T
 
         cache[key] = dict(
-            svi=svi, guide=guide, chunk=jit(chunk, static_argnums=3), init=jit(init), draw_q=jit(draw_q, static_argnums=2),
+            chunk=jit(chunk, static_argnums=3), init=jit(init), draw_q=jit(draw_q, static_argnums=2),
             params=jit(svi.get_params),  # (constrained; eager, the transforms compile their ops)
         )
     return cache[key]
