@@ -151,3 +151,62 @@ def test_lbfgs_path_reaches_least_squares(rng):
     assert fit.diagnostics["optimizer"] == "lbfgs" and fit.diagnostics["converged"]
     np.testing.assert_allclose(fit.estimate["w"], np.linalg.lstsq(u, x, rcond=None)[0], atol=1e-10)
     np.testing.assert_allclose(fit.stderr["w"], np.sqrt(np.diag(np.linalg.inv(u.T @ u))), rtol=1e-8)
+
+
+def test_newton_hessian_reuse_exact_at_the_optimum(rng):
+    # Newton carries its Hessian between steps by BFGS updates while the decrement falls 4-fold
+    # a step, but declares convergence only on an exact Hessian at the point it returns: the
+    # optimum (closed form: least squares and sqrt(RSS / N)) and the Hessian returned (for the
+    # standard errors) are the same as without reuse, with fewer Hessians.
+    import jax
+
+    from probmodels.solvers._optimize import hessian_of, newton
+
+    n, d = 2000, 10
+    u = np.column_stack([np.ones(n), rng.normal(size=(n, d))])
+    x = u @ rng.normal(size=d + 1) + 2.0 * rng.normal(size=n)
+
+    def nll(z, args):
+        u, x = args
+        w, log_s = z[:-1], z[-1]
+        r = x - u @ w
+        return n * log_s + 0.5 * jnp.sum(r**2) * jnp.exp(-2.0 * log_s)
+
+    zero = jnp.zeros(d + 2)
+    def run(reuse):
+        return jax.jit(lambda: newton(nll, zero, (u, x), zero, zero, 1e-9, 500, has_l1=False, reuse=reuse))()
+
+    fast, plain = run(True), run(False)
+    w = np.linalg.lstsq(u, x, rcond=None)[0]
+    exact = np.r_[w, 0.5 * np.log(np.sum((x - u @ w) ** 2) / n)]
+    for res in (fast, plain):
+        assert int(res.status) == 0
+        np.testing.assert_allclose(res.z, exact, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(res.hess, hessian_of(lambda z: nll(z, (u, x)))(res.z), rtol=1e-12, atol=1e-9)
+    # the Gaussian scale's rows are all that change between steps: BFGS tracks them
+    assert int(fast.n_hess) <= int(plain.n_hess) - 2, (int(fast.n_hess), int(plain.n_hess))
+
+
+def test_newton_hessian_reuse_nonconvex():
+    # Rosenbrock from (-1.2, 1) (a curved valley: the carried model must give way to exact
+    # Hessians) and a start on a saddle's ridge (zero gradient along the negative curvature:
+    # the first step, on an exact Hessian, follows it); minima (1, 1) and (0, +-sqrt(2)).
+    import jax
+
+    from probmodels.solvers._optimize import newton
+
+    def rosen(z, _):
+        return (1.0 - z[0]) ** 2 + 100.0 * (z[1] - z[0] ** 2) ** 2
+
+    def saddle(z, _):
+        return z[0] ** 2 - z[1] ** 2 + 0.25 * z[1] ** 4
+
+    zero = jnp.zeros(2)
+    for fun, z0, opt in [
+        (rosen, jnp.array([-1.2, 1.0]), [1.0, 1.0]),
+        (saddle, jnp.array([1.0, 0.0]), [0.0, np.sqrt(2.0)]),
+    ]:
+        for reuse in (True, False):
+            res = jax.jit(lambda z0: newton(fun, z0, None, zero, zero, 1e-12, 500, has_l1=False, reuse=reuse))(z0)
+            assert int(res.status) == 0, (fun.__name__, reuse, int(res.status))
+            np.testing.assert_allclose(np.abs(res.z), opt, atol=1e-8)

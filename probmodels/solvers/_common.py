@@ -147,9 +147,12 @@ def split_flat(obj: Objective, flat, lead=()):
     return out
 
 
-def natural_moments(obj: Objective, z, cov_z, arrays=None):
-    """Natural-space covariance by the delta method: ``J cov_z J^T``, ``J = dT/dz``."""
-    jac = np.asarray(obj.fns["natural_jacobian"](np.asarray(z), obj.arrays if arrays is None else arrays))
+def natural_moments(obj: Objective, z, cov_z, arrays=None, jac=None):
+    """Natural-space covariance by the delta method: ``J cov_z J^T``, ``J = dT/dz`` (``jac``
+    where the caller has it)."""
+    if jac is None:
+        jac = obj.fns["natural_jacobian"](np.asarray(z), obj.arrays if arrays is None else arrays)
+    jac = np.asarray(jac)
     cov = jac @ np.nan_to_num(cov_z) @ jac.T
     # A NaN coordinate of z poisons every natural coordinate that depends on it.
     nan_z = np.isnan(np.diag(cov_z))

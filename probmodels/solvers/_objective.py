@@ -628,6 +628,7 @@ def _functions(key, model, static, unravel, names):
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jit(natural),
         natural_batch=_batched(natural),
+        pointwise=jit(pointwise),
         pointwise_batch=_batched(pointwise),
         scores=jit(jax.jacfwd(flat_pointwise)),
         natural_jacobian=jit(

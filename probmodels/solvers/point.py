@@ -12,6 +12,7 @@ L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of t
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -125,16 +126,41 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         if kind == "newton":
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter):
-                return newton(neg_log_joint, z0, (arrays, eps), lam, center, gtol, max_iter, has_l1=has_l1)
+            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True):
+                args = (arrays, eps)
+                return newton(neg_log_joint, z0, args, lam, center, gtol, max_iter, has_l1=has_l1, reuse=reuse)
 
         else:
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter):
+            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True):
                 return lbfgs(neg_log_joint, z0, (arrays, eps), gtol, max_iter)
 
+        fns = obj.fns  # (not obj: the cache must not keep the first fit's data alive)
+
+        def post(z, last, arrays, eps, lam, center):
+            """What a point fit reports at its optimum, in one compiled call: the objective at
+            two probe points along the last step (does the optimum exist?), the natural values,
+            their Jacobian (delta method) and the log-likelihood."""
+
+            def objective(y):
+                return neg_log_joint(y, (arrays, eps)) + jnp.sum(lam * jnp.abs(y - center))
+
+            norm = jnp.linalg.norm(last)
+            d = last / jnp.where(norm > 0, norm, 1.0)
+            step = 1.0 + jnp.max(jnp.abs(z))
+            return dict(
+                probe=jnp.stack([objective(z + step * d), objective(z + 10.0 * step * d)]),
+                natural=fns["natural"](z, arrays),
+                jacobian=fns["natural_jacobian"](z, arrays),
+                log_likelihood=sum(jnp.sum(v) for v in fns["pointwise"](z, arrays).values()),
+            )
+
         solvers[key] = dict(
+            post=jit(post),
             run=jit(run),
+            # for vmap (calibrate's batched fits): a batched cond computes both of its branches,
+            # so Newton's Hessian reuse would cost a Hessian and the update at every step
+            run_batched=jit(functools.partial(run, reuse=False)),
             chord=jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
             hessian=jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
             grad=jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
@@ -150,7 +176,8 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     taken from 1e-1 to 1e-10 (relative to the noise scale), each stage started at the last
     solution, and the Hessian is then its Fisher information (see ``noise.LaplaceNoise``).
 
-    Returns (OptResult as numpy, Hessian, value function ``z -> objective``, L1 info, timer,
+    Returns (OptResult as numpy, Hessian, ``post(z, last_step)`` (the objective at the existence
+    probes, natural values, their Jacobian and the log-likelihood at z, one compiled call), L1 info, timer,
     notes, ``{"optimizer": kind}`` plus ``"start"`` where Newton started from a subset's fit).
     """
     notes = []
@@ -211,10 +238,11 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
             if h is not None:
                 res, h = _newton_polish(obj, fns, res, h, eps)
 
-    def value(z):
-        return float(fns["value"](np.asarray(z), obj.arrays, eps)) + float(np.sum(lam * np.abs(np.asarray(z) - center)))
+    def post(z, last):
+        out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, eps, args[0], args[1])
+        return jax.tree_util.tree_map(np.asarray, out)
 
-    return res, h, value, (drop, lam, center), timer, notes, info
+    return res, h, post, (drop, lam, center), timer, notes, info
 
 
 _SUBSAMPLE_MIN_RATIO = 10  # subsample start when N >= 10 n_sub ...
@@ -296,7 +324,7 @@ def _newton_polish(obj, fns, res, h, eps, steps=3):
 # what went wrong
 
 
-def _existence(obj, res, value):
+def _existence(obj, res, probe):
     """Does the optimum exist? Probe the objective along the last step direction.
 
     A perfect separation (logistic regression) or a likelihood unbounded on the boundary
@@ -306,16 +334,14 @@ def _existence(obj, res, value):
 
     Returns (diverging labels, kind) with kind in {None, "infinite", "unbounded", "boundary"}.
     """
-    z = res.z
     p = res.last_step
     norm = np.linalg.norm(p)
     if not np.isfinite(norm) or norm == 0.0:
         return [], None
     d = p / norm
-    step = 1.0 + np.max(np.abs(z))
     f0 = float(res.value)
-    f1 = value(z + step * d)
-    f2 = value(z + 10.0 * step * d)
+    # the objective at z + (1 + max |z|) d and z + 10 (1 + max |z|) d
+    f1, f2 = (float(v) for v in probe)
     eps = 1e-12 * abs(f0) + 1e-300  # relative: under separation the objective itself tends to 0
     if not (np.isfinite(f1) and f1 < f0 - eps):
         return [], None
@@ -376,7 +402,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     if opts["stderr"] not in ("observed", "sandwich"):
         raise ValueError(f"fit(method={method!r}): stderr must be 'observed' or 'sandwich', got {opts['stderr']!r}")
 
-    res, h, value, (drop, lam, center), timer, notes, opt_info = optimize(
+    res, h, post, (drop, lam, center), timer, notes, opt_info = optimize(
         obj, priors=priors, jacobian=jacobian, opts=opts, method=method
     )
     warnings = [n for n in notes if not n.startswith("note: ")]
@@ -393,7 +419,8 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
 
     # Does the optimum exist at all?
     what = "MLE" if method == "mle" else "MAP"
-    diverging, kind_exist = _existence(obj, res, value)
+    at = post(z, res.last_step)
+    diverging, kind_exist = _existence(obj, res, at["probe"])
     if kind_exist == "infinite":
         converged = False
         sep = [(n, k, t) for n, k, t in _separation(obj, z) if k > 0]
@@ -477,9 +504,9 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
             cov_z[at_zero, :] = np.nan
             cov_z[:, at_zero] = np.nan
 
-    estimate = {k: np.asarray(v) for k, v in obj.natural(np.asarray(z)).items()}
+    estimate = at["natural"]
     latent = {s["name"]: estimate[s["name"]] for s in obj.sites}
-    cov_nat = natural_moments(obj, z, cov_z) if cov_z is not None else None
+    cov_nat = natural_moments(obj, z, cov_z, jac=at["jacobian"]) if cov_z is not None else None
     if cov_nat is not None:
         stderr = split_flat(obj, np.sqrt(np.clip(np.diag(cov_nat), 0.0, None)))
     else:
@@ -499,8 +526,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         iterations=int(res.n_iter),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
-        # (numpy sums: np.sum of a JAX array is an eager JAX op that compiles a kernel)
-        log_likelihood=float(sum(np.sum(np.asarray(v)) for v in obj.fns["pointwise_batch"](np.asarray(z)[None], obj.arrays).values())),
+        log_likelihood=float(at["log_likelihood"]),
         **opt_info,
         status=STATUS[int(res.status)],
         stderr=stderr_kind,
