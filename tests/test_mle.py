@@ -210,3 +210,27 @@ def test_newton_hessian_reuse_nonconvex():
             res = jax.jit(lambda z0: newton(fun, z0, None, zero, zero, 1e-12, 500, has_l1=False, reuse=reuse))(z0)
             assert int(res.status) == 0, (fun.__name__, reuse, int(res.status))
             np.testing.assert_allclose(np.abs(res.z), opt, atol=1e-8)
+
+
+def test_over_the_dense_hessian_limit_no_standard_errors(rng):
+    # 3100 coefficients: over the 3000 limit for a dense Hessian, so L-BFGS alone, no standard
+    # errors (and no D-column Jacobian for the delta method), a warning that says why. Closed
+    # forms: least squares, within the bound the gradient test allows (|g|_inf <= gtol |f|, so
+    # |w - w_ls|_2 <= ||(U^T U)^-1||_2 sqrt(D) gtol |f|), and the Gaussian log-likelihood.
+    def wide(u, x=None):
+        w = param("w", shape=(u.shape[1],))
+        return observe("x", u @ w + noise.Gaussian(1.0), obs=x)
+
+    n, d = 4000, 3100
+    u = rng.normal(size=(n, d)) / 10
+    x = 0.1 * u @ rng.normal(size=d) + rng.normal(size=n)
+    fit = probmodels.fit(wide, {"u": u, "x": x}, "mle", draws=0)
+    assert fit.diagnostics["optimizer"] == "lbfgs" and fit.diagnostics["converged"]
+    assert any("standard errors not computed: 3100" in w for w in fit.diagnostics["warnings"])
+    assert np.isnan(fit.stderr["w"]).all()
+    w = fit.estimate["w"]
+    r = x - u @ w
+    loglik = -0.5 * np.sum(r**2) - 0.5 * n * np.log(2 * np.pi)
+    np.testing.assert_allclose(fit.diagnostics["log_likelihood"], loglik, rtol=1e-12)
+    bound = np.sqrt(d) * 1e-9 * abs(fit.diagnostics["objective"]) / np.linalg.eigvalsh(u.T @ u)[0]
+    assert np.linalg.norm(w - np.linalg.lstsq(u, x, rcond=None)[0]) <= bound

@@ -137,10 +137,11 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         fns = obj.fns  # (not obj: the cache must not keep the first fit's data alive)
 
-        def post(z, last, arrays, eps, lam, center):
+        def post(z, last, arrays, eps, lam, center, jacobian=True):
             """What a point fit reports at its optimum, in one compiled call: the objective at
             two probe points along the last step (does the optimum exist?), the natural values,
-            their Jacobian (delta method) and the log-likelihood."""
+            their Jacobian (delta method; ``jacobian=False`` where there are no standard errors:
+            it costs D forward passes) and the log-likelihood."""
 
             def objective(y):
                 return neg_log_joint(y, (arrays, eps)) + jnp.sum(lam * jnp.abs(y - center))
@@ -151,12 +152,12 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
             return dict(
                 probe=jnp.stack([objective(z + step * d), objective(z + 10.0 * step * d)]),
                 natural=fns["natural"](z, arrays),
-                jacobian=fns["natural_jacobian"](z, arrays),
+                jacobian=fns["natural_jacobian"](z, arrays) if jacobian else None,
                 log_likelihood=sum(jnp.sum(v) for v in fns["pointwise"](z, arrays).values()),
             )
 
         solvers[key] = dict(
-            post=jit(post),
+            post=jit(post, static_argnames=("jacobian",)),
             run=jit(run),
             # for vmap (calibrate's batched fits): a batched cond computes both of its branches,
             # so Newton's Hessian reuse would cost a Hessian and the update at every step
@@ -176,9 +177,10 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     taken from 1e-1 to 1e-10 (relative to the noise scale), each stage started at the last
     solution, and the Hessian is then its Fisher information (see ``noise.LaplaceNoise``).
 
-    Returns (OptResult as numpy, Hessian, ``post(z, last_step)`` (the objective at the existence
-    probes, natural values, their Jacobian and the log-likelihood at z, one compiled call), L1 info, timer,
+    Returns (OptResult as numpy, Hessian, ``post(z, last_step, jacobian=True)``, L1 info, timer,
     notes, ``{"optimizer": kind}`` plus ``"start"`` where Newton started from a subset's fit).
+    ``post`` is one compiled call: the objective at the existence probes, the natural values, their
+    Jacobian and the log-likelihood at z.
     """
     notes = []
     if priors:
@@ -238,8 +240,8 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
             if h is not None:
                 res, h = _newton_polish(obj, fns, res, h, eps)
 
-    def post(z, last):
-        out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, eps, args[0], args[1])
+    def post(z, last, jacobian=True):
+        out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, eps, args[0], args[1], jacobian=jacobian)
         return jax.tree_util.tree_map(np.asarray, out)
 
     return res, h, post, (drop, lam, center), timer, notes, info
@@ -419,7 +421,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
 
     # Does the optimum exist at all?
     what = "MLE" if method == "mle" else "MAP"
-    at = post(z, res.last_step)
+    at = post(z, res.last_step, jacobian=h is not None)
     diverging, kind_exist = _existence(obj, res, at["probe"])
     if kind_exist == "infinite":
         converged = False
