@@ -220,7 +220,7 @@ def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
     arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
     zeros = jnp.zeros(obj.dim)
-    run = jax.vmap(fns["run_batched"], in_axes=(None, axes, None, None, None, None, None))
+    run = jax.vmap(fns["run_plain"], in_axes=(None, axes, None, None, None, None, None))
     res = run(obj.z0, arrays, 0.0, zeros, zeros, float(opts["gtol"]), int(opts["max_iter"] or 500))
     res = jax.tree_util.tree_map(np.asarray, res)
     out = []

@@ -234,3 +234,30 @@ def test_over_the_dense_hessian_limit_no_standard_errors(rng):
     np.testing.assert_allclose(fit.diagnostics["log_likelihood"], loglik, rtol=1e-12)
     bound = np.sqrt(d) * 1e-9 * abs(fit.diagnostics["objective"]) / np.linalg.eigvalsh(u.T @ u)[0]
     assert np.linalg.norm(w - np.linalg.lstsq(u, x, rcond=None)[0]) <= bound
+
+
+def test_hessian_reuse_in_fit_matches_statsmodels(rng):
+    # N = 10,000, d = 20 (data size x D over 1e6): Newton carries its Hessian between exact ones,
+    # and the fit still matches the closed form (OLS, sqrt(RSS / N), se(sigma) = sigma / sqrt(2N))
+    # and statsmodels' Logit (estimates and standard errors).
+    n, d = 10_000, 20
+    u = rng.normal(size=(n, d))
+    x = 1.0 + u @ (0.5 * rng.normal(size=d)) + rng.normal(size=n)
+    fit = probmodels.fit(linear, {"u": u, "x": x}, "mle")
+    assert fit.diagnostics["converged"] and fit.diagnostics["warnings"] == []
+    assert fit.diagnostics["hessians"] < fit.diagnostics["iterations"], fit.diagnostics
+    ref = sm.OLS(x, sm.add_constant(u)).fit()
+    est = np.concatenate([[fit.estimate["intercept"]], fit.estimate["w"]])
+    np.testing.assert_allclose(est, ref.params, rtol=1e-9, atol=1e-12)
+    sigma = np.sqrt(np.sum(ref.resid**2) / n)
+    np.testing.assert_allclose(fit.estimate["scale"], sigma, rtol=1e-10)
+    se = np.concatenate([[fit.stderr["intercept"]], fit.stderr["w"]])
+    np.testing.assert_allclose(se, ref.bse * np.sqrt((n - d - 1) / n), rtol=1e-8)
+    np.testing.assert_allclose(fit.stderr["scale"], sigma / np.sqrt(2 * n), rtol=1e-8)
+
+    p = 1 / (1 + np.exp(-(0.2 + u @ (0.3 * rng.normal(size=d)))))
+    xb = (rng.uniform(size=n) < p).astype(float)
+    fit = probmodels.fit(logistic, {"u": u, "x": xb}, "mle")
+    assert fit.diagnostics["hessians"] < fit.diagnostics["iterations"], fit.diagnostics
+    ref = sm.Logit(xb, sm.add_constant(u)).fit(disp=0, tol=1e-12)
+    _check(fit, ref.params, ref.bse, ["intercept", "w"])

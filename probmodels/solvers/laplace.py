@@ -115,6 +115,7 @@ def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
         converged=bool(ok),
         warnings=warnings,
         iterations=int(res.n_iter),
+        **({"hessians": int(res.n_hess)} if opt_info["optimizer"] == "newton" else {}),
         grad_norm=float(res.grad_norm),
         **opt_info,
         mode=natural_mode,

@@ -156,12 +156,16 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
                 log_likelihood=sum(jnp.sum(v) for v in fns["pointwise"](z, arrays).values()),
             )
 
+        run_jit = jit(run)
         solvers[key] = dict(
             post=jit(post, static_argnames=("jacobian",)),
-            run=jit(run),
-            # for vmap (calibrate's batched fits): a batched cond computes both of its branches,
-            # so Newton's Hessian reuse would cost a Hessian and the update at every step
-            run_batched=jit(functools.partial(run, reuse=False)),
+            run=run_jit,
+            # without Newton's Hessian reuse: for small data (a Hessian is cheap there), under
+            # vmap (calibrate's batched fits), where a batched cond computes both of its branches
+            # (a Hessian and the update at every step), and from a start next to the optimum (the
+            # subset start of a large data set, where Newton takes 0-2 steps): the reuse would
+            # only add 0.1-0.2 s of compile
+            run_plain=jit(functools.partial(run, reuse=False)) if kind == "newton" else run_jit,
             chord=jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
             hessian=jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
             grad=jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
@@ -208,13 +212,16 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     fns = _solver(obj, kind, priors, jacobian, drop, bool(drop), "smooth" if smooth else "exact")
     info = dict(optimizer=kind)
     args = (np.asarray(lam, np.float64), np.asarray(center, np.float64), float(opts["gtol"]), max_iter)
+    # Newton's Hessian reuse saves a few Hessians per fit and costs 0.1-0.2 s of compile once
+    # per data shape: only where a Hessian is dear (about (data size) x D work)
+    reuse = sum(int(np.size(a)) for a in obj.arrays.values()) * obj.dim >= _REUSE_MIN_WORK
     with Timer() as timer:
         if smooth:
-            z, iters = obj.z0, 0
+            z, iters, hessians = obj.z0, 0, 0
             for eps in _SMOOTHING:
-                res = fns["run"](z, obj.arrays, eps, *args)
-                z, iters = res.z, iters + int(res.n_iter)
-            res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters))
+                res = fns["run" if reuse else "run_plain"](z, obj.arrays, eps, *args)
+                z, iters, hessians = res.z, iters + int(res.n_iter), hessians + int(res.n_hess)
+            res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters, n_hess=hessians))
             fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
             h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, 0.0))
             notes.append(
@@ -233,7 +240,8 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
                         f"the fit to a random {n_sub} of the {obj.n_obs} observations, then "
                         f"{int(n_chord)} chord steps with its Hessian scaled to all of them"
                     )
-            res = jax.tree_util.tree_map(np.asarray, fns["run"](z0, obj.arrays, eps, *args))
+            run = fns["run_plain"] if ("start" in info or not reuse) else fns["run"]
+            res = jax.tree_util.tree_map(np.asarray, run(z0, obj.arrays, eps, *args))
             h = res.hess
         if kind == "lbfgs":
             h = np.asarray(fns["hessian"](np.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
@@ -247,6 +255,9 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     return res, h, post, (drop, lam, center), timer, notes, info
 
 
+# Hessian reuse from (data elements) x (parameters) of 1e6: a Gaussian regression with N = 10,000,
+# d = 5 (a Hessian ~0.2 ms); the report's examples (N = 60) compile without it
+_REUSE_MIN_WORK = 1_000_000
 _SUBSAMPLE_MIN_RATIO = 10  # subsample start when N >= 10 n_sub ...
 _SUBSAMPLE_N = 20_000  # ... n_sub = max(20,000, 50 x parameters)
 
@@ -278,7 +289,7 @@ def _subsample_start(obj, priors, jacobian, fns, args):
     if small.labels != obj.labels:
         return None
     sfns = _solver(small, "newton", priors, jacobian, (), False, "exact")
-    res = sfns["run"](obj.z0, small.arrays, 0.0, *args)
+    res = sfns["run_plain"](obj.z0, small.arrays, 0.0, *args)
     if int(res.status) != 0:
         return None
     z = np.asarray(res.z)
@@ -526,6 +537,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         warnings=warnings,
         notes=notes,
         iterations=int(res.n_iter),
+        **({"hessians": int(res.n_hess)} if opt_info["optimizer"] == "newton" else {}),
         grad_norm=float(res.grad_norm),
         objective=float(res.value),
         log_likelihood=float(at["log_likelihood"]),
