@@ -132,7 +132,7 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         else:
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True):
+            def run(z0, arrays, eps, lam, center, gtol, max_iter):
                 return lbfgs(neg_log_joint, z0, (arrays, eps), gtol, max_iter)
 
         fns = obj.fns  # (not obj: the cache must not keep the first fit's data alive)
