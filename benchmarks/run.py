@@ -574,6 +574,14 @@ def _median_time(fn, reps):
     return float(np.median(ts)), out
 
 
+def _first_time(fn):
+    """The first call of a reference in this process (its modules imported, nothing run yet):
+    what its user waits for on a first fit, as probmodels' first fit is timed."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def point_programs():
     """GLM programs for MLE (priors are ignored by mle) and MAP with scikit-learn's penalties."""
     import numpyro.distributions as dist
@@ -676,9 +684,10 @@ def w_point(job):
         else:
             fn = lambda: sm.GLM(x, X, family=sm.families.Poisson()).fit()  # noqa: E731
             name = "statsmodels GLM Poisson (IRLS)"
+        rfirst = _first_time(fn)
         tref, r = _median_time(fn, reps)
         tadd = _median_time(lambda: sm.add_constant(u, has_constant="add"), reps)[0]
-        refs[name] = dict(time_s=tref, time_with_design_s=tref + tadd, max_abs_diff=float(np.max(np.abs(np.asarray(r.params) - est))))
+        refs[name] = dict(time_s=tref, first_s=rfirst, time_with_design_s=tref + tadd, max_abs_diff=float(np.max(np.abs(np.asarray(r.params) - est))))
     else:
         if model == "linear":
             fn = lambda: Ridge(alpha=P["ALPHA"]).fit(u, x)  # noqa: E731
@@ -689,15 +698,42 @@ def w_point(job):
         else:
             fn = lambda: PoissonRegressor(alpha=PALPHA, solver="newton-cholesky", tol=1e-10, max_iter=1000).fit(u, x)  # noqa: E731
             name = f"sklearn PoissonRegressor(alpha={PALPHA:g}, newton-cholesky, tol=1e-10)"
+        rfirst = _first_time(fn)
         tref, r = _median_time(fn, reps)
         coef = np.r_[np.ravel(r.intercept_), np.ravel(r.coef_)]
-        refs[name] = dict(time_s=tref, max_abs_diff=float(np.max(np.abs(coef - est))))
+        refs[name] = dict(time_s=tref, first_s=rfirst, max_abs_diff=float(np.max(np.abs(coef - est))))
         if model == "logistic":
-            tdef, rdef = _median_time(lambda: LogisticRegression(C=P["C"]).fit(u, x), reps)
+            fdef = lambda: LogisticRegression(C=P["C"]).fit(u, x)  # noqa: E731
+            rfirst = _first_time(fdef)
+            tdef, rdef = _median_time(fdef, reps)
             coef = np.r_[np.ravel(rdef.intercept_), np.ravel(rdef.coef_)]
-            refs[f"sklearn LogisticRegression(C={P['C']:g}) defaults (lbfgs, tol=1e-4)"] = dict(time_s=tdef, max_abs_diff=float(np.max(np.abs(coef - est))))
+            refs[f"sklearn LogisticRegression(C={P['C']:g}) defaults (lbfgs, tol=1e-4)"] = dict(time_s=tdef, first_s=rfirst, max_abs_diff=float(np.max(np.abs(coef - est))))
     out["refs"] = refs
     return out, None
+
+
+def w_point_floor(job):
+    """The fixed cost of a first fit: a program with one parameter and 10 observations, fitted
+    once in a fresh process (probmodels' import timed apart)."""
+    t0 = time.perf_counter()
+    import probmodels
+    from probmodels import noise, observe, param
+
+    import_s = time.perf_counter() - t0
+
+    def one_mean(u, x=None):
+        b = param("b")
+        return observe("x", b + noise.Gaussian(1.0), obs=x)
+
+    rng = np.random.default_rng(0)
+    data = dict(u=rng.normal(size=10), x=rng.normal(size=10))
+    t = time.perf_counter()
+    f = probmodels.fit(one_mean, data, "mle")
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    probmodels.fit(one_mean, dict(u=data["u"], x=data["x"] + 1.0), "mle")
+    warm = time.perf_counter() - t
+    return dict(import_s=import_s, first_s=first, compile_s=f.diagnostics["compile_s"], warm_s=warm), None
 
 
 def w_gradient(job):
@@ -980,6 +1016,7 @@ WORKERS = dict(
     nutpie=w_nutpie,
     pystan=w_pystan,
     point=w_point,
+    point_floor=w_point_floor,
     gradient=w_gradient,
     breakdown=w_prototype_breakdown,
     nuts_variant=w_nuts_variant,
@@ -1327,6 +1364,16 @@ def main():
                 out["warm_cache_first_compile_s"] = w["first_compile_s"]
             shutil.rmtree(cdir, ignore_errors=True)
             point[key] = out
+        # the fixed cost of any first fit: a trivial program, empty cache then filled cache
+        cdir = cache()
+        floor = {}
+        for label in ("cold", "warm"):
+            w, _, err = R.run(dict(kind="point_floor"), {"PROBMODELS_CACHE_DIR": cdir})
+            if w is None:
+                failures[f"point floor ({label} cache)"] = err
+            floor[label] = w
+        shutil.rmtree(cdir, ignore_errors=True)
+        raw["point_floor"] = floor
         raw["point"] = point
 
     # -- gradient -----------------------------------------------------------------------------
@@ -1533,21 +1580,32 @@ def render(raw: dict, args) -> str:
             "*warm-cache first fit* in a second fresh process on the filled cache, *warm fit* the median "
             f"over repeated fits on new data of the same shapes in the same process (nothing compiles; "
             f"{CFG['point_reps']} fits at N = {CFG['sizes']['linear'][0]:,}, 3 at N = {CFG['big'][0]:,}). "
-            "References: median time of as many fits on the same new data; *max |diff|* is the largest "
+            "References: median time of as many fits on the same new data (*reference (s)*) and their first "
+            "call in the same process, imports done (*reference first call (s)*); *warm / ref* sets the warm "
+            "fits side by side, *first / ref first* the first ones. *max |diff|* is the largest "
             "absolute difference of the intercept and coefficients. MAP programs use the prior that "
             "reproduces the estimator's penalty (`probmodels.priors.sklearn_prior`; PoissonRegressor by "
             "the same translation by hand, prior N(0, 1/sqrt(N alpha))).\n")
-        add("| model | method | N x d | first fit (s) | of which compile (s) | warm-cache first fit (s) | warm fit (s) | reference | reference (s) | warm / ref | first / ref | max abs diff | other processes |")
-        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        add("| model | method | N x d | first fit (s) | of which compile (s) | warm-cache first fit (s) | warm fit (s) | reference | reference (s) | reference first call (s) | warm / ref | first / ref first | max abs diff | other processes |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for key, o in point.items():
             model, meth, shape = key.split("/")
             nn, dd = shape.split("x")
             for i, (rname, r) in enumerate(o["refs"].items()):
                 first = (f"{fmt(o['first_s'])} | {fmt(o['first_compile_s'])} | {fmt(o.get('warm_cache_first_s'))} | {fmt(o['warm_s'], 3)}"
                          if i == 0 else " | | | ")
-                add(f"| {model} | {meth} | {int(nn):,} x {dd} | {first} | {rname} | {fmt(r['time_s'], 3)} | "
-                    f"{o['warm_s'] / r['time_s']:.2f} | {o['first_s'] / r['time_s']:.1f} | {r['max_abs_diff']:.1e} | {bg(o) if i == 0 else ''} |")
+                rf = r.get("first_s")
+                add(f"| {model} | {meth} | {int(nn):,} x {dd} | {first} | {rname} | {fmt(r['time_s'], 3)} | {fmt(rf, 3)} | "
+                    f"{o['warm_s'] / r['time_s']:.2f} | {o['first_s'] / rf if rf else float('nan'):.1f} | {r['max_abs_diff']:.1e} | {bg(o) if i == 0 else ''} |")
         add("")
+        fl = raw.get("point_floor") or {}
+        if fl.get("cold") and fl.get("warm"):
+            c, w = fl["cold"], fl["warm"]
+            add(f"The fixed cost of a first fit, whatever the data: a program with one parameter and 10 "
+                f"observations (`b + noise.Gaussian(1.0)`) fits first in {fmt(c['first_s'])} s in a fresh process "
+                f"(compile {fmt(c['compile_s'])} s; its second fit {1e3 * c['warm_s']:.1f} ms), {fmt(w['first_s'])} s "
+                f"(compile {fmt(w['compile_s'])} s) in a second process on the filled persistent cache. "
+                f"`import probmodels` (JAX, numpyro, ArviZ) takes {fmt(c['import_s'])} s, timed apart.\n")
         add("Where a first point fit's time goes (cold cache): seconds of JAX trace / lower / XLA compile, "
             "and the number of XLA compiles, in the whole `fit` call.\n")
         add("| model | method | N x d | first fit | trace | lower | XLA | # XLA compiles | solver run_s (first) | warm solver run_s | Newton iterations |")
