@@ -21,9 +21,9 @@ with _warnings.catch_warnings():
 from . import noise, plots, priors
 from .calibrate import calibrate
 from .compare import compare
-from .fit import METHODS, Fit, fit
+from .fit import METHODS, Fit, fit, load
 from .program import observe, param
 from .report import report
 
-__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
+__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "load", "compare", "report", "calibrate"]
 __version__ = "0.1.0"

@@ -33,6 +33,7 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 from ._config import jit
+from ._data import as_data
 from .fit import METHODS, fit
 from .solvers._common import check_options, inverse_hessian, natural_moments
 from .solvers._objective import Objective
@@ -139,13 +140,42 @@ def _simulate(model, data_inputs, observed, n_sims, seed):
     try:
         sims = Predictive(model, num_samples=n_sims)(jax.random.PRNGKey(seed), **data_inputs)
     except NotImplementedError:
+        flat = _flat_params(model, data_inputs)
         raise ValueError(
-            "calibrate: a parameter has no prior (flat), so there is nothing to draw it from; "
-            "simulation-based calibration needs a proper prior on every parameter"
+            f"calibrate: parameter(s) {flat} have no prior (flat), so there is nothing to draw "
+            "them from; simulation-based calibration needs a proper prior on every parameter "
+            "(give each param(...) a prior)"
         ) from None
     if observed not in sims:
         raise ValueError(f"calibrate: the program simulates no {observed!r}; pass observed= (the observation's name)")
     return {k: np.asarray(v) for k, v in sims.items()}
+
+
+def _flat_params(model, data_inputs) -> list:
+    """The names of the program's flat (prior-less) parameters, found by one trace in which each
+    flat site takes a zero of its support instead of a draw (a flat density cannot be sampled)."""
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+
+    from .solvers._objective import _is_flat
+
+    found = []
+
+    def value(site):
+        if site["type"] != "sample" or site["is_observed"]:
+            return None
+        fn = site["fn"]
+        if not _is_flat(fn):
+            return None
+        found.append(site["name"])
+        t = biject_to(fn.support)
+        return t(jnp.zeros(t.inverse_shape(fn.batch_shape + fn.event_shape)))
+
+    try:
+        handlers.trace(handlers.seed(handlers.substitute(model, substitute_fn=value), 0)).get_trace(**data_inputs)
+    except Exception:  # noqa: BLE001  (the names found before a failure are still the answer)
+        pass
+    return found
 
 
 def _labels(obj):
@@ -331,6 +361,7 @@ def calibrate(
         raise ValueError(f"calibrate: unknown method {method!r}; use one of {', '.join(METHODS)}")
     if int(n_sims) < 2:
         raise ValueError(f"calibrate: n_sims must be at least 2, got {n_sims}")
+    data_inputs = as_data(data_inputs, "calibrate")
     if observed in data_inputs:
         raise ValueError(f"calibrate: data_inputs has {observed!r}; give only the inputs, the observations are simulated")
     fit_model = fit_model or model

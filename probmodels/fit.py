@@ -16,6 +16,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from . import _io, _progress
 from .solvers._common import SolverResult
 from .solvers._objective import Objective
 from .solvers.laplace import solve_laplace
@@ -23,7 +24,7 @@ from .solvers.nuts import solve_nuts
 from .solvers.point import solve_point
 from .solvers.vi import solve_vi
 
-__all__ = ["fit", "Fit", "METHODS"]
+__all__ = ["fit", "Fit", "METHODS", "load"]
 
 _SOLVERS = {
     "mle": solve_point,
@@ -58,7 +59,10 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         warmup=1000, draws=1000, target_accept=0.8``).
     **options
         ``seed=0`` and ``init={name: value}`` (natural-space starting values) for every method,
-        and the method's own (an unknown option is an error that lists them).
+        and the method's own (an unknown option is an error that lists them). Every method also
+        takes ``coords={dim: labels}`` (labels for the dims of ``param(..., dims=...)``: tables
+        show ``w[GPA]``, the InferenceData has the coordinates) and ``progress`` (True, False or
+        None: on in a terminal or notebook) for NUTS's chains and VI's steps.
 
     Returns
     -------
@@ -76,13 +80,23 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     >>> u = np.linspace(0, 1, 50); x = 2 * u + np.sin(40 * u)
     >>> probmodels.fit(line, {"u": u, "x": x}, "mle").estimate["slope"].round(3)  # doctest: +SKIP
     """
-    if method not in _SOLVERS:
+    if isinstance(data, str) and not isinstance(method, str):
+        raise TypeError(
+            f"fit: arguments in the wrong order; write fit(model, data, {data!r}) (the data "
+            "before the method)"
+        )
+    if not isinstance(method, str) or method not in _SOLVERS:
         raise ValueError(f"fit: unknown method {method!r}; use one of {', '.join(METHODS)}")
     init = options.get("init")
     if init is not None and not isinstance(init, dict):
         raise TypeError("fit: init must be a dict {parameter name: natural-space value}")
+    coords = options.pop("coords", None)
+    show = _progress.resolve(options.pop("progress", None))
     obj = Objective(model, data, init=init)
-    result = _SOLVERS[method](obj, method, dict(options))
+    if coords is not None or any(s.get("dims") for s in obj.sites):
+        obj.set_coords(coords)
+    with _progress.enabled(show):
+        result = _SOLVERS[method](obj, method, dict(options))
     return Fit._from(result)
 
 
@@ -186,6 +200,8 @@ class Fit:
         dims = {}
         for k, v in obj.observed.items():
             dims[k] = [f"{k}_dim_{i}" for i in range(np.ndim(v))]
+        dims.update({s["name"]: list(s["dims"]) for s in obj.sites if s.get("dims")})
+        coords = dict(getattr(obj, "coords", None) or {})
         attrs = dict(
             probmodels_method=self.method,
             probmodels_model=obj.name,
@@ -196,11 +212,52 @@ class Fit:
         )
         if attrs_note:
             attrs["note"] = attrs_note
-        idata = az.from_dict(**groups, dims=dims, attrs=attrs)
+        idata = az.from_dict(**groups, dims=dims, coords=coords or None, attrs=attrs)
         for g in idata.groups():
             getattr(idata, g).attrs.update(attrs)
         self._cache[key] = idata
         return idata
+
+    # -- covariance, saving --------------------------------------------------------------------
+
+    @property
+    def cov(self) -> pd.DataFrame:
+        """The covariance matrix of the estimates, labelled by parameter (``w[GPA]``).
+
+        Point fits: the inverse observed information (or the sandwich, with
+        ``stderr="sandwich"``), mapped to the natural space by the delta method, as
+        statsmodels' ``cov_params()``; posterior fits: the covariance of the draws.
+        """
+        if "cov" not in self._cache:
+            labels = self.labels()
+            r = self._result
+            if self.is_point:
+                c = np.full((len(labels), len(labels)), np.nan) if r.cov is None else np.asarray(r.cov)
+            elif self.draws is None:
+                c = np.full((len(labels), len(labels)), np.nan)
+            else:
+                sites = r.objective.sites
+                flat = np.concatenate(
+                    [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in sites], axis=1
+                )
+                c = np.atleast_2d(np.cov(flat, rowvar=False))
+            self._cache["cov"] = pd.DataFrame(c, index=pd.Index(labels, name="param"), columns=labels)
+        return self._cache["cov"].copy()
+
+    def save(self, path: str, *, draws: bool = True):
+        """Write the fit to a NetCDF file that :func:`probmodels.load` reads back as a ``Fit``.
+
+        The file is the fit's ``InferenceData`` (``az.from_netcdf`` reads it too) with the
+        method, estimates, standard errors, covariance, diagnostics, warnings and options kept as
+        JSON in its attributes. ``draws=False`` keeps only the estimate (one draw) and covariance:
+        for a point fit, what its tables show, without its Gaussian approximation's draws.
+        """
+        _io.save(self, path, draws=draws)
+
+    def __reduce__(self):
+        # the solver's compiled functions (closures) do not pickle; a pickled Fit keeps its
+        # numbers (as a loaded one does) and drops the program
+        return (_io.restore, (_io.state(self),))
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -269,3 +326,13 @@ class Fit:
             lines.append(f"{len(warnings)} warning(s):")
             lines += [f"  - {w}" for w in warnings]
         return "\n".join(lines)
+
+
+def load(path: str) -> Fit:
+    """Read a fit written by :meth:`Fit.save` (NetCDF).
+
+    The loaded ``Fit`` has the method, ``estimate``, ``stderr``, ``draws``, ``diagnostics``
+    (warnings included), ``cov``, ``summary()``, ``repr``, ``to_arviz()`` and works in
+    :func:`probmodels.compare`; it does not hold the program (refit to predict on new data).
+    """
+    return _io.load(path)

@@ -17,9 +17,10 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from ._data import first_index
 from .noise import Link, NoiseModel, Noisy
 
-__all__ = ["param", "observe", "as_constraint", "PARAM", "OBSERVE"]
+__all__ = ["param", "observe", "as_constraint", "support_text", "PARAM", "OBSERVE"]
 
 PARAM = "param"
 OBSERVE = "observe"
@@ -67,7 +68,7 @@ def _same_constraint(a, b) -> bool:
     return type(a) is type(b) and repr(a) == repr(b)
 
 
-def param(name: str, prior: dist.Distribution | None = None, *, shape=(), support=None):
+def param(name: str, prior: dist.Distribution | None = None, *, shape=(), support=None, dims=None):
     """A model parameter ``theta``, with an optional prior.
 
     Parameters
@@ -84,6 +85,10 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
         ``"positive"``, ``"unit_interval"``, ``"simplex"``, ... A support may depend on other
         parameters (``constraints.interval(0, 1 - alpha)``): its transform is evaluated at the
         current values of those parameters by every solver.
+    dims : tuple of str, optional
+        A name per axis (PyMC's and ArviZ's convention): ``dims=("feature",)`` with
+        ``fit(..., coords={"feature": names})`` labels tables (``w[GPA]``) and the
+        InferenceData's coordinates.
 
     Returns
     -------
@@ -100,6 +105,14 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
     where = f"param({name!r})"
     if not isinstance(name, str) or not name:
         raise TypeError(f"param: name must be a non-empty string, got {name!r}")
+    sizes = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+    if any(isinstance(s, jax.core.Tracer) for s in sizes):
+        raise TypeError(
+            f"{where}: shape {tuple(sizes)} is computed from traced data inside the program (a "
+            "size such as grp.max() + 1 of a data array is not known when the program is "
+            "compiled); compute it outside and pass the size as data, e.g. "
+            "data={..., 'G': int(grp.max()) + 1}, with the program taking G"
+        )
     try:
         shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     except (TypeError, ValueError):
@@ -128,7 +141,22 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
                 f"{prior.support}; a parameter with a prior takes the prior's support"
             )
         fn = _shaped_prior(prior, shape, where)
-    return numpyro.sample(name, fn, infer={_MARK: PARAM})
+    infer = {_MARK: PARAM}
+    if dims is not None:
+        infer["dims"] = _check_dims(dims, shape or tuple(fn.batch_shape + fn.event_shape), where)
+    return numpyro.sample(name, fn, infer=infer)
+
+
+def _check_dims(dims, shape, where) -> tuple:
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    if not all(isinstance(d, str) and d for d in dims):
+        raise TypeError(f"{where}: dims must be a tuple of names (str), got {dims!r}")
+    if len(dims) != len(shape):
+        raise ValueError(
+            f"{where}: dims {dims} name {len(dims)} axes but the parameter has shape {shape}; "
+            "give one name per axis"
+        )
+    return dims
 
 
 def _shaped_prior(prior, shape, where):
@@ -152,9 +180,31 @@ def _shaped_prior(prior, shape, where):
 
 
 def _first_bad(mask) -> str:
-    flat = np.ravel(np.asarray(mask))
-    idx = int(np.argmax(flat))
-    return str(np.unravel_index(idx, np.shape(mask))) if np.ndim(mask) > 1 else str(idx)
+    return first_index(mask)
+
+
+_SUPPORT_WORDS = {
+    "Boolean": "0 or 1",
+    "IntegerNonnegative": "the non-negative integers 0, 1, 2, ...",
+    "IntegerPositive": "the positive integers 1, 2, ...",
+    "Positive": "the positive reals (> 0)",
+    "Nonnegative": "the non-negative reals (>= 0)",
+    "UnitInterval": "the unit interval [0, 1]",
+    "OpenInterval": "an open interval",
+    "Simplex": "the simplex (non-negative, summing to 1)",
+    "Real": "the reals",
+}
+
+
+def support_text(support) -> str:
+    """A constraint in words: ``the non-negative integers 0, 1, 2, ... (IntegerNonnegative())``."""
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    words = _SUPPORT_WORDS.get(type(base).__name__.lstrip("_"))
+    if words is None and type(base).__name__.lstrip("_") == "IntegerInterval":
+        words = f"the integers {base.lower_bound} to {base.upper_bound}"
+    return f"{words} ({support})" if words else str(support)
 
 
 def observe(name: str, noisy, obs=None):
@@ -243,6 +293,6 @@ def _fit_to_obs(d, obs, where):
             idx = _first_bad(~ok)
             raise ValueError(
                 f"{where}: {n_bad} values of obs lie outside the support of the noise model "
-                f"({d.support}), first at index {idx}"
+                f"({support_text(d.support)}), first at index {idx}"
             )
     return d

@@ -23,10 +23,12 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._data import as_data
 from .compare import compare, heldout
 from .fit import METHODS, fit
 
@@ -62,6 +64,10 @@ def load_spec(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"report: no such model file: {path}")
     name = os.path.splitext(os.path.basename(path))[0]
+    # a model file may import modules beside it (its own helpers), as a script run from its folder
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"probmodels_spec_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -77,6 +83,7 @@ def load_spec(path):
 
 def split(data: dict, observed: str, test_fraction: float = 0.2, seed: int = 0):
     """Split ``data`` once along the observation axis: (train, test)."""
+    data = as_data(data, "report: data()")
     if observed not in data:
         raise ValueError(f"report: data() has no observation {observed!r}; set OBSERVED in the model file")
     n = len(np.asarray(data[observed]))
@@ -122,9 +129,9 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     -------
     Report
     """
-    from . import _report_figures as figs
     from ._report_render import write
 
+    t_all = time.perf_counter()
     path = model or DEFAULT_MODEL
     name, spec = load_spec(path)
     methods = list(methods)
@@ -141,10 +148,42 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
         options.setdefault("nuts", {})
         options["nuts"] = {"warmup": 300, "draws": 300, "chains": 2, **options["nuts"]}
         options["vi"] = {"steps": 6000, **options.get("vi", {})}
-    data = spec.data()
+    # pandas objects become numpy arrays once, here: the split, the fits and the figures'
+    # Predictive calls all take the same dict
+    data = as_data(spec.data(), "report: data()")
     program = spec.program
     rep = Report(name=name, title=title, description=description, fits={})
-    t_all = time.perf_counter()
+    rep.timings["model file and data()"] = time.perf_counter() - t_all
+    # ArviZ's own warnings become findings, not raw console output
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet)
+    rep.findings += _gathered(raw)
+    rep.timings["total"] = time.perf_counter() - t_all
+    if out is not None:
+        rep.files = write(rep, out, quick=quick, model_path=path)  # adds its own time to the table
+        _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
+    return rep
+
+
+def _gathered(records) -> list:
+    """Python warnings raised while the report ran (ArviZ's, mostly), once each, as findings."""
+    seen, out = set(), []
+    for w in records:
+        text = str(w.message).strip().replace("\n", " ")
+        if text in seen:
+            continue
+        seen.add(text)
+        source = "ArviZ" if f"{os.sep}arviz{os.sep}" in str(w.filename) else os.path.basename(str(w.filename))
+        out.append(("library warnings", source, f"{w.category.__name__}: {text}"))
+    return out
+
+
+def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet):
+    """The report's fits, tables and figures, each step timed into ``rep.timings``."""
+    from . import _report_figures as figs
+
+    name = rep.name
 
     # 1. every method on all the data
     for i, m in enumerate(methods, 1):
@@ -161,35 +200,46 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
         )
 
     # 2. tables
+    t0 = time.perf_counter()
     table = compare(rep.fits)
     if truth:
         table[("truth", "value")] = [_truth(truth, label) for label in table.index]
     rep.tables["comparison"] = table
+    rep.timings["tables"] = time.perf_counter() - t0
 
     n_obs = len(np.asarray(data[observed])) if observed in data else 0
+    t0 = time.perf_counter()
     if n_obs >= MIN_HELDOUT:
         _progress("held-out comparison: refitting on 80% of the data ...", quiet)
         train, test = split(data, observed)
         held = {LABELS[m]: fit(program, train, m, **options.get(m, {})) for m in methods}
         rep.tables["heldout"] = heldout(held, program, test)
+        rep.timings["held-out refits (80%)"] = time.perf_counter() - t0
     else:
         rep.notes.append(
             f"no held-out comparison: {n_obs} observations of {observed!r} are too few to hold 20% "
             f"out (it needs {MIN_HELDOUT})" + ("; the LOO comparison uses all of them" if alternatives else "")
         )
 
-    if alternatives:
+    if alternatives and not ({"NUTS", "Laplace"} & set(rep.fits)):
+        # the noise-model comparison needs a posterior; fitting one the user did not ask for
+        # (NUTS on every alternative) would cost more than everything asked for
+        rep.notes.append(
+            f"no noise-model comparison of the {len(alternatives)} ALTERNATIVES: it needs a "
+            "posterior method (LOO), and none was asked for; add nuts or laplace to --methods "
+            "(e.g. --methods " + ",".join(methods + ["laplace"]) + ")"
+        )
+    elif alternatives:
+        t0 = time.perf_counter()
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
+        rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
     rep.findings = findings(rep.fits)
 
     # 3. figures
     _progress("figures ...", quiet)
+    t0 = time.perf_counter()
     rep.figures = figs.all_figures(rep, program, data, observed, truth, alternatives)
-    rep.timings["total"] = time.perf_counter() - t_all
-    if out is not None:
-        rep.files = write(rep, out, quick=quick, model_path=path)
-        _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
-    return rep
+    rep.timings["figures"] = time.perf_counter() - t0
 
 
 def _truth(truth: dict, label: str):

@@ -30,6 +30,7 @@ jittered).
 
 from __future__ import annotations
 
+import contextlib
 import warnings as _warnings
 from functools import partial
 
@@ -42,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import ParamInfo
 
+from .. import _progress
 from .._config import jit
 from ._adapt import grad_adapted_chain
 from ._common import SolverResult, Timer, check_options
@@ -86,6 +88,7 @@ def _sampler_key(opts: dict) -> tuple:
     return (
         "nuts", int(opts["warmup"]), int(opts["draws"]), float(opts["target_accept"]), int(opts["max_tree_depth"]),
         bool(opts["dense_mass"]), method, adaptation_of(opts), int(opts["chains"]) if method == "parallel" else None,
+        _progress.wanted(),  # a program with progress callbacks is another program
     )
 
 
@@ -106,6 +109,19 @@ def _sampler(obj: Objective, opts: dict):
         return lambda z: -log_joint(z, arrays)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    show = _progress.wanted()
+
+    def kernel_of(rng_key):
+        """The transition, reporting progress every 1% of a chain (told apart by its key)."""
+        if not show:
+            return sample_kernel
+
+        def kernel(s, model_args):
+            new = sample_kernel(s, model_args=model_args)
+            _progress.tick(rng_key, new.i, warmup + draws)
+            return new
+
+        return kernel
 
     def start_info(start, arrays):
         """``ParamInfo(z, potential, gradient)`` at a chain's start: ``start`` is one point, or
@@ -132,7 +148,7 @@ def _sampler(obj: Objective, opts: dict):
         )
 
         def transition(s, _):
-            new = sample_kernel(s, model_args=(arrays,))
+            new = kernel_of(rng_key)(s, model_args=(arrays,))
             return new, record(new, s.adapt_state.step_size)
 
         # one scan over warm-up and draws (the kernel adapts while its counter is below
@@ -142,7 +158,7 @@ def _sampler(obj: Objective, opts: dict):
 
     def gradient_chain(rng_key, start, arrays):
         return grad_adapted_chain(
-            init_kernel, sample_kernel, rng_key, start_info(start, arrays), arrays,
+            init_kernel, kernel_of(rng_key), rng_key, start_info(start, arrays), arrays,
             warmup=warmup, draws=draws, target=target, depth=depth, record=record,
         )
 
@@ -277,7 +293,8 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
     # unconstrained scale knows nothing of a parameter whose size is 1e-4.
     given = np.concatenate([np.full(int(np.prod(s["zshape"], dtype=int)), s["name"] in obj.init_names) for s in obj.sites])
     amplitude = np.where(given, 0.0, max(float(opts["init_jitter"]), 0.0))
-    with Timer() as timer:
+    bar = _progress.ChainProgress(chains, int(opts["warmup"]), draws_n) if _progress.wanted() else contextlib.nullcontext()
+    with Timer() as timer, bar:
         out = run(np.int64(int(opts["seed"])), np.asarray(obj.z0), amplitude, obj.arrays)
         zs, div, nsteps, accept, energy, pe, step, inv_mass = (np.asarray(a) for a in out)
         nat = obj.natural_draws(zs.reshape((-1, obj.dim)))

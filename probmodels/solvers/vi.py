@@ -25,6 +25,7 @@ from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.optim import optax_to_numpyro
 
+from .. import _progress
 from .._config import jit
 from ._common import SolverResult, Timer, check_options, gaussian_log_density, psis, reweight
 from ._objective import Objective
@@ -223,11 +224,14 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         losses, plateau = [], False
         budget = steps - chunk_n * len(_ANNEAL)
         done = 0
+        bar = _progress.StepProgress(steps) if _progress.wanted() else None
         while done + chunk_n <= budget:
             state, rng, loss, _ = chunk(state, obj.arrays, rng, chunk_n)
             loss = np.asarray(loss)
             losses.append(loss)
             done += chunk_n
+            if bar is not None:
+                bar.update(done, -float(loss[-1]))
             if len(losses) >= 2:
                 a, b = losses[-2], losses[-1]
                 se = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / chunk_n)
@@ -239,6 +243,8 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
             state, rng, loss, averaged = chunk(state, obj.arrays, rng, chunk_n)
             losses.append(np.asarray(loss))
             done += chunk_n
+        if bar is not None:
+            bar.close(done, -float(losses[-1][-1]))
         # Polyak-Ruppert: the average of the last chunk's iterates, not the last (noisy) one
         state = _with(state, params=averaged)
         params = setup["params"](state)
