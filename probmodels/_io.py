@@ -91,9 +91,10 @@ def _decode(v):
     return v
 
 
-def state(fit) -> dict:
+def state(fit, log_likelihood: bool = True) -> dict:
     """Everything a restored fit needs, as numpy arrays, plain values and an InferenceData."""
-    return dict(state_light(fit), draws=fit.draws, sample_stats=fit._result.sample_stats, idata=fit.to_arviz())
+    idata = fit.to_arviz(log_likelihood=log_likelihood)
+    return dict(state_light(fit), draws=fit.draws, sample_stats=fit._result.sample_stats, idata=idata)
 
 
 def _layout_of(obj) -> dict:
@@ -138,9 +139,9 @@ def _without(idata, group):
     return az.InferenceData(**{g: getattr(idata, g) for g in idata.groups() if g != group})
 
 
-def save(fit, path: str, *, draws: bool = True):
+def save(fit, path: str, *, draws: bool = True, log_likelihood: bool = True):
     """Write ``fit`` as NetCDF: its InferenceData plus the rest as JSON (see the module)."""
-    st = state(fit) if draws else _state_without_draws(fit)
+    st = state(fit, log_likelihood) if draws else _state_without_draws(fit)
     idata = st.pop("idata")
     st.pop("draws")
     meta = dict(st, has_draws=bool(draws and fit.draws is not None))

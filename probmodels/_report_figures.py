@@ -45,10 +45,13 @@ def _selection(f, budget=MAX_PANELS):
     if names:
         return names, {}
     name, shape = next(iter(sizes.items()))
+    site = next(s for s in f._result.objective.sites if s["name"] == name)
+    labels = getattr(f._result.objective, "coords", None) or {}
     keep, left = {}, budget
     for d, n in enumerate(shape):
         k = max(1, min(n, int(left)))
-        keep[f"{name}_dim_{d}"] = list(range(k))
+        dim = site["dims"][d] if site.get("dims") else f"{name}_dim_{d}"  # param(..., dims=...)
+        keep[dim] = list(labels.get(dim, range(n)))[:k]
         left = max(1, left // k)
     return [name], keep
 

@@ -244,15 +244,17 @@ class Fit:
             self._cache["cov"] = pd.DataFrame(c, index=pd.Index(labels, name="param"), columns=labels)
         return self._cache["cov"].copy()
 
-    def save(self, path: str, *, draws: bool = True):
+    def save(self, path: str, *, draws: bool = True, log_likelihood: bool = True):
         """Write the fit to a NetCDF file that :func:`probmodels.load` reads back as a ``Fit``.
 
         The file is the fit's ``InferenceData`` (``az.from_netcdf`` reads it too) with the
         method, estimates, standard errors, covariance, diagnostics, warnings and options kept as
         JSON in its attributes. ``draws=False`` keeps only the estimate (one draw) and covariance:
-        for a point fit, what its tables show, without its Gaussian approximation's draws.
+        for a point fit, what its tables show, without its Gaussian approximation's draws;
+        ``log_likelihood=False`` leaves out the per-observation log-likelihood of the draws
+        (draws x observations values, which only LOO needs).
         """
-        _io.save(self, path, draws=draws)
+        _io.save(self, path, draws=draws, log_likelihood=log_likelihood)
 
     def __reduce__(self):
         # the solver's compiled functions (closures) do not pickle; a pickled Fit keeps its

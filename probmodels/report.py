@@ -10,7 +10,12 @@ A model-specification file (``models/<name>.py``) defines
   compared by LOO (``az.compare``);
 * ``OBSERVED`` (optional, default ``"x"``): the observation's key in ``data()``; arrays whose first
   axis has its length are split with it for the held-out comparison;
-* ``FIT_OPTIONS`` (optional): ``{method: {option: value}}`` passed to ``fit``.
+* ``FIT_OPTIONS`` (optional): ``{method: {option: value}}`` passed to ``fit``;
+* ``COORDS`` (optional): ``{dim: labels}`` for the dims of ``param(..., dims=...)`` (tables show
+  ``w[GPA]``).
+
+``data()`` may return pandas objects (a DataFrame of inputs, a Series of observations), and the
+file may import modules beside it (its folder is put on ``sys.path``).
 
 :func:`report` fits every method, builds the tables and figures and, given ``out``, writes
 ``report.html`` (self-contained), ``report.md``, the tables as CSV, the figures as PNG and every
@@ -55,6 +60,7 @@ class Report:
     alternative_fits: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
+    loo_fit: str | None = None  # the fit whose LOO the noise-model comparison shows
 
 
 def load_spec(path):
@@ -144,6 +150,9 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     truth = getattr(spec, "TRUTH", None)
     alternatives = dict(getattr(spec, "ALTERNATIVES", {}) or {})
     options = dict(getattr(spec, "FIT_OPTIONS", {}) or {})
+    coords = getattr(spec, "COORDS", None)
+    if coords:  # labels for the dims of param(..., dims=...), in every fit
+        options = {m: {"coords": coords, **options.get(m, {})} for m in set(METHODS) | set(options)}
     if quick:
         options.setdefault("nuts", {})
         options["nuts"] = {"warmup": 300, "draws": 300, "chains": 2, **options["nuts"]}
@@ -203,7 +212,7 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     t0 = time.perf_counter()
     table = compare(rep.fits)
     if truth:
-        table[("truth", "value")] = [_truth(truth, label) for label in table.index]
+        table[("truth", "value")] = [_truth(truth, label, list(table.index)) for label in table.index]
     rep.tables["comparison"] = table
     rep.timings["tables"] = time.perf_counter() - t0
 
@@ -242,15 +251,17 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     rep.timings["figures"] = time.perf_counter() - t0
 
 
-def _truth(truth: dict, label: str):
+def _truth(truth: dict, label: str, labels: list):
     base, _, idx = label.partition("[")
     if base not in truth:
         return np.nan
     v = np.asarray(truth[base], dtype=float)
     if not idx:
         return float(v) if v.ndim == 0 else np.nan
-    index = tuple(int(i) for i in idx.rstrip("]").split(","))
-    return float(v[index])
+    # the label's position among its site's labels (row-major, as the table's): works for
+    # w[0, 1] and for coordinate labels such as w[GPA]
+    entries = [lab for lab in labels if lab.partition("[")[0] == base and lab != base]
+    return float(v.ravel()[entries.index(label)]) if v.size == len(entries) else np.nan
 
 
 def _loo(program, alternatives, data, rep, options, quiet):
@@ -258,6 +269,7 @@ def _loo(program, alternatives, data, rep, options, quiet):
     import arviz as az
 
     posterior_method = "nuts" if "NUTS" in rep.fits else ("laplace" if "Laplace" in rep.fits else "nuts")
+    rep.loo_fit = LABELS[posterior_method]
     label_self = "program"
     idatas, notes, alt_fits = {}, [], {}
     main = rep.fits.get(LABELS[posterior_method])

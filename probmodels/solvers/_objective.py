@@ -540,11 +540,13 @@ def site_coords(sites, coords, where="fit") -> dict:
     coords = dict(coords or {})
     if not all(isinstance(k, str) for k in coords):
         raise TypeError(f"{where}: coords must be a dict {{dim name: labels}}")
-    out, used = {}, set()
+    out, used, bare = {}, set(), []
     for s in sites:
         for axis, dim in enumerate(s.get("dims") or ()):
             n = s["shape"][axis]
             labels = coords.get(dim)
+            if labels is None:
+                bare.append(dim)
             labels = list(range(n)) if labels is None else [_plain(v) for v in np.asarray(labels).tolist()]
             if len(labels) != n:
                 raise ValueError(
@@ -556,11 +558,12 @@ def site_coords(sites, coords, where="fit") -> dict:
             out[dim] = labels
             used.add(dim)
     unknown = sorted(set(coords) - used)
-    if unknown:
-        dims = sorted({d for s in sites for d in (s.get("dims") or ())})
+    if unknown and bare:
+        # coords for dims no parameter has are fine (one COORDS for several programs, as
+        # ArviZ's), unless a dim went unlabelled beside them: most likely a misspelling
         raise ValueError(
-            f"{where}: coords {unknown} name no dim of any parameter; the dims are {dims} "
-            "(give them with param(..., dims=(...)))"
+            f"{where}: coords {unknown} name no dim of any parameter, and dim(s) "
+            f"{sorted(set(bare))} have no coords; is one a misspelling of the other?"
         )
     return out
 
