@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
 from . import _io, _progress
-from .solvers._common import SolverResult
-from .solvers._objective import Objective
-from .solvers.laplace import solve_laplace
-from .solvers.nuts import solve_nuts
-from .solvers.point import solve_point
-from .solvers.vi import solve_vi
+from .solvers import REGISTRY, Objective, SolverResult
 
-__all__ = ["fit", "Fit", "METHODS", "load"]
+__all__ = ["fit", "Fit", "METHODS", "Site", "load"]
 
-_SOLVERS = {
-    "mle": solve_point,
-    "map": solve_point,
-    "laplace": solve_laplace,
-    "vi": solve_vi,
-    "nuts": solve_nuts,
-}
-METHODS = tuple(_SOLVERS)
-_POINT = ("mle", "map")
+METHODS = tuple(REGISTRY)
 HDI_PROB = 0.94
 _MAX_LOGLIK_CELLS = 400_000_000  # 3.2 GB of float64
 
@@ -49,7 +37,8 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     data : dict
         The program's keyword arguments (inputs ``u`` and observations ``x``). Arrays are
         checked for NaN/inf; unknown keys and missing required arguments are errors.
-    method : {"mle", "map", "laplace", "vi", "nuts"}
+    method : str
+        One of :data:`probmodels.METHODS` (the keys of ``probmodels.solvers.REGISTRY``).
         ``mle`` ignores every prior (flat over its support); ``map`` uses them. Both give the mode
         in the natural space and standard errors from the inverse observed information
         (``stderr="sandwich"`` for Huber-White with mle; ``jacobian=True`` for the mode of the
@@ -85,7 +74,7 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
             f"fit: arguments in the wrong order; write fit(model, data, {data!r}) (the data "
             "before the method)"
         )
-    if not isinstance(method, str) or method not in _SOLVERS:
+    if not isinstance(method, str) or method not in REGISTRY:
         raise ValueError(f"fit: unknown method {method!r}; use one of {', '.join(METHODS)}")
     init = options.get("init")
     if init is not None and not isinstance(init, dict):
@@ -96,8 +85,16 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     if coords is not None or any(s.get("dims") for s in obj.sites):
         obj.set_coords(coords)
     with _progress.enabled(show):
-        result = _SOLVERS[method](obj, method, dict(options))
+        result = REGISTRY[method].solve(obj, dict(options))
     return Fit._from(result)
+
+
+class Site(NamedTuple):
+    """A fitted site: its name, its shape and ``kind`` (``"param"`` or ``"latent"``)."""
+
+    name: str
+    shape: tuple
+    kind: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -153,8 +150,37 @@ class Fit:
         return self._result.objective.name
 
     @property
+    def solver(self):
+        """The method's :class:`~probmodels.solvers.Solver` (label, kind, defaults)."""
+        return REGISTRY[self.method]
+
+    @property
+    def kind(self) -> str:
+        """``"point"``, ``"approximation"`` or ``"sampler"`` (the solver's kind)."""
+        return REGISTRY[self.method].kind
+
+    @property
     def is_point(self) -> bool:
-        return self.method in _POINT
+        return self.kind == "point"
+
+    @property
+    def model(self):
+        """The program this fit solved."""
+        return self._result.objective.model
+
+    @property
+    def data(self) -> dict:
+        """The program's keyword arguments the fit was given (arrays as numpy/JAX arrays)."""
+        obj: Objective = self._result.objective
+        return {**obj.static, **obj.arrays}
+
+    @property
+    def sites(self) -> tuple:
+        """The fitted sites in program order, as :class:`Site` ``(name, shape, kind)``: ``kind`` is
+        ``"param"`` for a ``param`` and ``"latent"`` for any other sampled site."""
+        return tuple(
+            Site(s["name"], tuple(s["shape"]), "param" if s["param"] else "latent") for s in self._result.objective.sites
+        )
 
     # -- ArviZ -------------------------------------------------------------------------------
 
@@ -271,8 +297,48 @@ class Fit:
             out += obj.site_labels(s["name"], s["shape"])
         return out
 
-    def _flat(self, d):
-        return np.concatenate([np.ravel(np.asarray(d[s["name"]])) for s in self._result.objective.sites])
+    def flat(self, d: dict) -> np.ndarray:
+        """A dict of per-site arrays (``estimate``, ``stderr``, a truth) as one vector in the
+        order of :meth:`labels`."""
+        return np.concatenate([np.ravel(np.asarray(d[s.name])) for s in self.sites])
+
+    _flat = flat  # (the name the library used before ``flat`` was public)
+
+    def flat_draws(self) -> np.ndarray | None:
+        """The draws as one ``(chains x draws, P)`` array, columns in the order of
+        :meth:`labels`; None where the fit has no draws."""
+        if self.draws is None:
+            return None
+        return np.concatenate(
+            [np.asarray(self.draws[s.name]).reshape(-1, int(np.prod(s.shape, dtype=int))) for s in self.sites], axis=1
+        )
+
+    def pointwise_log_likelihood(self, data: dict | None = None, model=None) -> np.ndarray:
+        """``log p(x_i | theta_s)`` per draw ``s`` and observation ``i``: shape ``(S, n)``, every
+        observed site's entries flattened in program order.
+
+        Point fits (mle, map) are scored at the estimate (``S = 1``, the plug-in predictive);
+        the others at their draws. ``data``: new data for the same program (a held-out part),
+        the fit's own data by default; ``model``: the program to score with, the fit's by default
+        (another must have the same parameters).
+        """
+        r = self._result
+        old: Objective = r.objective
+        new = old if data is None and model is None else Objective(model or self.model, self.data if data is None else data)
+        if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
+            raise ValueError(
+                "pointwise_log_likelihood: the new data changes the program's parameters "
+                f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
+                "parameters must not depend on the number of observations"
+            )
+        if self.is_point:
+            z = r.zhat[None]
+        else:
+            if r.zdraws is None:
+                raise ValueError(f"pointwise_log_likelihood: the {self.method} fit has no draws")
+            z = r.zdraws.reshape(-1, new.dim)
+        ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
+        return np.concatenate([np.asarray(v).reshape(np.shape(v)[0], -1) for v in ll.values()], axis=1)
 
     def interval(self, prob: float = HDI_PROB):
         """Per scalar parameter, the ``prob`` interval: Wald for mle/map, HDI of the draws otherwise."""
@@ -284,10 +350,7 @@ class Fit:
             return est - zq * se, est + zq * se
         if self.draws is None:
             return np.full_like(est, np.nan), np.full_like(est, np.nan)
-        flat = np.concatenate(
-            [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in self._result.objective.sites],
-            axis=1,
-        )
+        flat = self.flat_draws()
         hdi = np.asarray([az.hdi(flat[:, j], hdi_prob=prob) for j in range(flat.shape[1])])
         return hdi[:, 0], hdi[:, 1]
 
@@ -310,8 +373,8 @@ class Fit:
             df = pd.DataFrame(
                 {"mean": est, "sd": se, f"hdi_{pct[0]}": lo, f"hdi_{pct[1]}": hi}, index=self.labels()
             )
-            if self.method == "nuts":
-                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x["name"] for x in self._result.objective.sites], kind="diagnostics")
+            if self.kind == "sampler":
+                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x.name for x in self.sites], kind="diagnostics")
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method

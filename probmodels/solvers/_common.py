@@ -12,6 +12,7 @@ import numpy as np
 
 from .._config import compile_seconds
 from ._objective import Objective
+from .base import APPROXIMATION, Finding
 
 __all__ = [
     "SolverResult",
@@ -197,10 +198,11 @@ def psis(obj: Objective, zs, log_q, method: str):
     warnings = []
     finite = np.isfinite(log_w)
     if not finite.all():
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"{int((~finite).sum())} of {len(log_w)} draws of the {method} approximation fall where "
-            "the log density is not finite: the approximation leaves the posterior's support"
-        )
+            "the log density is not finite: the approximation leaves the posterior's support",
+        ))
         log_w = np.where(finite, log_w, -np.inf)
     spread = np.ptp(log_w[finite]) if finite.any() else np.inf
     if spread <= 1e-9 * (1.0 + np.abs(np.mean(log_w[finite]))):
@@ -210,16 +212,18 @@ def psis(obj: Objective, zs, log_q, method: str):
         lw, k = az.psislw(log_w)
         k = float(k)
     if k > 0.7:
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"Pareto k-hat of the {method} approximation is {k:.2f} (> 0.7): its importance "
             "weights p/q have so heavy a tail that the approximation cannot be trusted, nor "
-            "corrected by reweighting; use method='nuts'"
-        )
+            "corrected by reweighting; use method='nuts'",
+        ))
     elif k > 0.5:
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"Pareto k-hat of the {method} approximation is {k:.2f} (0.5 to 0.7): usable, but "
-            "means and intervals may be off; psis=True reweights the draws, method='nuts' is exact"
-        )
+            "means and intervals may be off; psis=True reweights the draws, method='nuts' is exact",
+        ))
     return k, np.asarray(lw), warnings
 
 

@@ -31,8 +31,9 @@ from ._common import (
 )
 from ._objective import Objective, _base, _is_real
 from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
+from .base import BOUNDARY, CONVERGENCE, EXISTENCE, IDENTIFICATION, OTHER, SEPARATION, Finding, Solver
 
-__all__ = ["solve_point", "optimize", "POINT_DEFAULTS"]
+__all__ = ["solve_point", "optimize", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
 
 POINT_DEFAULTS = dict(
     init=None,
@@ -190,11 +191,12 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
         for name in learned:
-            notes.append(
+            notes.append(Finding(
+                OTHER,
                 f"the Laplace prior of {name!r} has a location or scale computed from other "
                 "parameters, so it is optimised as a smooth term: its MAP may sit near 0 "
-                "rather than exactly at 0"
-            )
+                "rather than exactly at 0",
+            ))
     else:
         drop, lam, center = (), np.zeros(obj.dim), np.zeros(obj.dim)
     kind = opts["optimizer"]
@@ -423,12 +425,13 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     z = res.z
     converged = int(res.status) == 0
     if not converged:
-        warnings.append(
+        warnings.append(Finding(
+            CONVERGENCE,
             f"the optimiser stopped after {int(res.n_iter)} iterations without converging: "
             f"{STATUS[int(res.status)]}; the largest gradient entry is {float(res.grad_norm):.3g} "
             f"(tolerance {opts['gtol']:g} x max(1, |objective|)). Give a better start (init=...) "
-            "or more iterations (max_iter=...)"
-        )
+            "or more iterations (max_iter=...)",
+        ))
 
     # Does the optimum exist at all?
     what = "MLE" if method == "mle" else "MAP"
@@ -439,19 +442,21 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         sep = [(n, k, t) for n, k, t in _separation(obj, z) if k > 0]
         if sep:
             detail = "; ".join(f"{k} of {t} observations of {n!r} ({100 * k / t:.1f}%)" for n, k, t in sep)
-            warnings.append(
+            warnings.append(Finding(
+                SEPARATION,
                 f"the {what} does not exist: perfect separation. {detail} are fitted with "
                 f"probability > 1 - 1e-6 and the objective keeps decreasing as "
                 f"{format_labels(diverging)} grow without bound, so their estimates and standard "
                 "errors are meaningless. A prior (method='map' with a Normal or Student-t prior) "
-                "or a penalty gives finite estimates"
-            )
+                "or a penalty gives finite estimates",
+            ))
         else:
-            warnings.append(
+            warnings.append(Finding(
+                EXISTENCE,
                 f"the {what} does not exist: the objective keeps decreasing as "
                 f"{format_labels(diverging)} run off to infinity. A prior (method='map') or a "
-                "reparameterisation gives finite estimates"
-            )
+                "reparameterisation gives finite estimates",
+            ))
     elif kind_exist == "unbounded":
         converged = False
         if method == "mle":
@@ -462,28 +467,31 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
                 "a non-centred parameterization (hierarchical scales), or a posterior method (nuts)"
             )
         density = "likelihood" if method == "mle" else "posterior density"
-        warnings.append(
+        warnings.append(Finding(
+            EXISTENCE,
             f"the {what} does not exist: the {density} increases without bound as "
             f"{format_labels(diverging)} {_verb(diverging, 'approaches', 'approach')} the boundary "
-            f"of {_verb(diverging, 'its', 'their')} support. {remedy}"
-        )
+            f"of {_verb(diverging, 'its', 'their')} support. {remedy}",
+        ))
     boundary = _boundary_params(obj, z)
     if boundary and kind_exist != "unbounded":
-        warnings.append(
+        warnings.append(Finding(
+            BOUNDARY,
             f"{format_labels(boundary)} {_verb(boundary, 'lies', 'lie')} on the boundary of "
             f"{_verb(boundary, 'its', 'their')} support: the {what} sits there (e.g. a variance at "
             "0), a Gaussian approximation and Wald interval around it are not valid, and a plug-in "
-            "predictive gives the boundary (almost) zero probability"
-        )
+            "predictive gives the boundary (almost) zero probability",
+        ))
 
     # Standard errors.
     stderr_kind = opts["stderr"]
     cov_z = None
     if h is None:
-        warnings.append(
+        warnings.append(Finding(
+            OTHER,
             f"standard errors not computed: {obj.dim} unconstrained parameters, over the limit "
-            f"of {_HESSIAN_MAX_DIM} for a dense Hessian"
-        )
+            f"of {_HESSIAN_MAX_DIM} for a dense Hessian",
+        ))
     else:
         cov_z, singular, negative = inverse_hessian(obj, h)
         # At a boundary the curvature in z vanishes because the estimate sits at z -> +-inf: that
@@ -493,18 +501,20 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         info = "observed information" if method == "mle" else "Hessian of the negative log posterior"
         if singular:
             remedy = "add a prior (method='map')" if method == "mle" else "give them priors that break the tie"
-            warnings.append(
+            warnings.append(Finding(
+                IDENTIFICATION,
                 f"the {info} is singular: {format_labels(singular)} are not identified "
                 "(collinear inputs, parameters the likelihood does not depend on, or a symmetry "
                 "such as a rotation or a sign flip); their standard errors are NaN. Drop or "
                 "combine them, fix the symmetry (e.g. a triangular or ordered parameter), or "
-                f"{remedy}"
-            )
+                f"{remedy}",
+            ))
         if negative:
-            warnings.append(
+            warnings.append(Finding(
+                CONVERGENCE,
                 f"the {info} is not positive definite along {format_labels(negative)}: the point "
-                "found is not a minimum (a saddle, or not converged); their standard errors are NaN"
-            )
+                "found is not a minimum (a saddle, or not converged); their standard errors are NaN",
+            ))
         if stderr_kind == "sandwich":
             if method != "mle":
                 raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
@@ -572,3 +582,32 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         cov=cov_nat,
         zhat=np.asarray(z),
     )
+
+
+def newton_batch(obj: Objective, observed: str, xs, *, priors: bool, jacobian: bool, gtol: float, max_iter: int | None):
+    """Newton's method on many data sets at once (``jax.vmap`` over the observation ``observed``,
+    one compiled call): ``(OptResult with a leading data-set axis, as numpy; the batched
+    arrays)``, or None where the program cannot be batched (Laplace noise needs its smoothing
+    continuation, Laplace priors their L1 term)."""
+    if obj.laplace_noise or (priors and _l1_terms(obj)[0]):
+        return None
+    fns = _solver(obj, "newton", priors, jacobian, (), False, "exact")
+    axes = {k: (0 if k == observed else None) for k in obj.arrays}
+    arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
+    zeros = jnp.zeros(obj.dim)
+    run = jax.vmap(fns["run_plain"], in_axes=(None, axes, None, None, None, None, None))
+    res = run(obj.z0, arrays, 0.0, zeros, zeros, float(gtol), int(max_iter or 500))
+    return jax.tree_util.tree_map(np.asarray, res), arrays
+
+
+def _solve_mle(obj: Objective, options: dict) -> SolverResult:
+    return solve_point(obj, "mle", options)
+
+
+def _solve_map(obj: Objective, options: dict) -> SolverResult:
+    return solve_point(obj, "map", options)
+
+
+MLE = Solver(name="mle", label="MLE", kind="point", defaults=POINT_DEFAULTS, solve=_solve_mle)
+MAP = Solver(name="map", label="MAP", kind="point", defaults=POINT_DEFAULTS, solve=_solve_map)
+SOLVERS = (MLE, MAP)
