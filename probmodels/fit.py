@@ -164,17 +164,6 @@ class Fit:
         return self.kind == "point"
 
     @property
-    def model(self):
-        """The program this fit solved."""
-        return self._result.objective.model
-
-    @property
-    def data(self) -> dict:
-        """The program's keyword arguments the fit was given (arrays as numpy/JAX arrays)."""
-        obj: Objective = self._result.objective
-        return {**obj.static, **obj.arrays}
-
-    @property
     def sites(self) -> tuple:
         """The fitted sites in program order, as :class:`Site` ``(name, shape, kind)``: ``kind`` is
         ``"param"`` for a ``param`` and ``"latent"`` for any other sampled site."""
@@ -182,16 +171,103 @@ class Fit:
             Site(s["name"], tuple(s["shape"]), "param" if s["param"] else "latent") for s in self._result.objective.sites
         )
 
+    # -- what the workflow layer reads (predict, criteria, sensitivity) ----------------------
+
+    @property
+    def model(self):
+        """The program this fit solved."""
+        return self._result.objective.model
+
+    @property
+    def data(self) -> dict:
+        """The program's keyword arguments as fitted: static values and the arrays (numpy)."""
+        obj = self._result.objective
+        return {**obj.static, **{k: np.asarray(v) for k, v in obj.arrays.items()}}
+
+    @property
+    def observed(self) -> dict:
+        """Observed site name -> the observed array."""
+        return dict(self._result.objective.observed)
+
+    @property
+    def n_obs(self) -> int:
+        """The number of observations (the batch size of every observation site, summed)."""
+        return int(self._result.objective.n_obs)
+
+    @property
+    def parameter_sites(self) -> list[dict]:
+        """One dict per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
+        (unconstrained: its size counts the free parameters), ``param``, ``flat`` (no prior)."""
+        return [{k: s[k] for k in ("name", "shape", "zshape", "param", "flat")} for s in self._result.objective.sites]
+
+    @property
+    def point_cov(self) -> np.ndarray | None:
+        """mle/map: the natural-space covariance of the estimate, flat in :meth:`labels` order
+        (None for posterior fits and point fits without standard errors)."""
+        cov = self._result.cov if self.is_point else None
+        return None if cov is None else np.asarray(cov)
+
+    # -- the workflow on a fit (probmodels.predict, probmodels.criteria) ----------------------
+
+    def predict(self, data=None, *, draws=None, seed=0, parameter_uncertainty=False):
+        """Predictions for new inputs, from the unchanged program.
+
+        Parameters
+        ----------
+        data : dict, optional
+            The program's keyword arguments for the new inputs, the observation omitted (or
+            None); the fitted inputs when omitted.
+        draws : int, optional
+            Posterior fits: that many draws evenly spaced over the chains (default: every
+            draw, shape ``(chains, draws)``). Point fits: the number of predictive draws (4000).
+        seed : int
+            Seed of the simulated noise.
+        parameter_uncertainty : bool
+            Point fits only: the band of the predictor is the Wald band by the delta method on
+            the scale the noise model receives (``logits``, ``log_rate``, ``x_hat``), mapped
+            through the inverse link (statsmodels' ``GLM.get_prediction``), and the new
+            observations draw theta from the fit's Gaussian approximation. Without it: the
+            plug-in predictive at theta-hat.
+
+        Returns
+        -------
+        probmodels.predict.Prediction
+            ``.draws``, ``.location``, ``.summary(prob=0.9)``, ``.to_arviz()``; with several
+            observation sites ``prediction[site]`` is one site's.
+
+        Examples
+        --------
+        >>> new = {"u": np.linspace(0, 1, 5)}  # doctest: +SKIP
+        >>> fit.predict(new).summary(prob=0.9)  # doctest: +SKIP
+        """
+        from .predict import predict
+
+        return predict(self, data, draws=draws, seed=seed, parameter_uncertainty=parameter_uncertainty)
+
+    def criteria(self):
+        """Information criteria on the elpd scale (see :func:`probmodels.criteria`): for mle/map
+        ``log_likelihood``, ``k``, ``n``, ``aic``, ``aicc``, ``bic`` and ``elpd`` (= log-likelihood
+        - k); for posterior fits PSIS-LOO and WAIC with ``elpd`` = ``elpd_loo``."""
+        from .criteria import fit_criteria
+
+        return fit_criteria(self)
+
     # -- ArviZ -------------------------------------------------------------------------------
 
-    def to_arviz(self, log_likelihood: bool = True) -> az.InferenceData:
+    def to_arviz(self, log_likelihood: bool = True, posterior_predictive: bool = True) -> az.InferenceData:
         """The fit as an ``arviz.InferenceData``.
 
         Groups: ``posterior`` (the draws), ``sample_stats`` (NUTS), ``observed_data``,
-        ``log_likelihood`` (per observation, so ``az.loo`` works; computed on first request).
+        ``log_likelihood`` (per observation, so ``az.loo`` works; computed on first request),
+        ``posterior_predictive`` (replicated observations at the fitted inputs, one per draw,
+        named like the observation site; plug-in replicates at theta-hat for mle/map),
+        ``log_prior`` (per draw, per parameter) and ``constant_data`` (the array inputs), so that
+        ``az.plot_ppc``, ``az.plot_loo_pit``, ``az.plot_bpv`` and ``az.psens`` work on it. The
+        replicates are left out, with a warning, when draws x observations exceed 1e8 values;
+        ``posterior_predictive=False`` leaves them out anyway.
         Attributes: the method, the point estimate (JSON), what the posterior group holds.
         """
-        key = ("idata", bool(log_likelihood))
+        key = ("idata", bool(log_likelihood), bool(posterior_predictive))
         if key in self._cache:
             return self._cache[key]
         r = self._result
@@ -238,7 +314,10 @@ class Fit:
         )
         if attrs_note:
             attrs["note"] = attrs_note
+        extra = self._workflow_groups(posterior_predictive)
+        groups.update({k: v for k, v in extra.items() if k != "log_prior"})
         idata = az.from_dict(**groups, dims=dims, coords=coords or None, attrs=attrs)
+        idata.add_groups(log_prior=az.dict_to_dataset(extra["log_prior"]))
         for g in idata.groups():
             getattr(idata, g).attrs.update(attrs)
         self._cache[key] = idata
@@ -286,6 +365,31 @@ class Fit:
         # the solver's compiled functions (closures) do not pickle; a pickled Fit keeps its
         # numbers (as a loaded one does) and drops the program
         return (_io.restore, (_io.state(self),))
+
+    def _workflow_groups(self, posterior_predictive: bool) -> dict:
+        """``log_prior``, ``constant_data`` and (asked for and not too large)
+        ``posterior_predictive``, from :mod:`probmodels.predict`."""
+        import warnings
+
+        from .predict import constant_data, log_prior, replicates
+
+        out = {"log_prior": log_prior(self)}
+        const = constant_data(self)
+        if const:
+            out["constant_data"] = const
+        if posterior_predictive and self.observed:
+            pp = replicates(self)
+            if pp is None:
+                warnings.warn(
+                    f"{self.method} fit of {self.model_name}: posterior_predictive left out of "
+                    "to_arviz (draws x observations exceed 1e8 values); thin the draws, or pass "
+                    "to_arviz(posterior_predictive=False) to leave it out without this warning",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            else:
+                out["posterior_predictive"] = pp
+        return out
 
     # -- tables ------------------------------------------------------------------------------
 
