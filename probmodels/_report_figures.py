@@ -123,7 +123,7 @@ def _densities(rep, label, post, truth):
         if truth is not None:
             from .report import _truth
 
-            t = _truth(truth, lab)
+            t = _truth(truth, lab, post.labels())
             if np.isfinite(t):
                 ax.axvline(t, color="k", ls="--", lw=1.2, label="truth")
         ax.set_yticks([])
