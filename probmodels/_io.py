@@ -140,7 +140,7 @@ def _without(idata, group):
 
     if group not in idata.groups():
         return idata
-    return az.InferenceData(**{g: getattr(idata, g) for g in idata.groups() if g != group})
+    return az.InferenceData(attrs=dict(idata.attrs), **{g: getattr(idata, g) for g in idata.groups() if g != group})
 
 
 def save(fit, path: str, *, draws: bool = True, log_likelihood: bool = True):
@@ -169,7 +169,7 @@ def _state_without_draws(fit) -> dict:
     groups = dict(posterior=az.convert_to_dataset(posterior, coords=coords, dims=dims))
     if "observed_data" in full.groups():
         groups["observed_data"] = full.observed_data
-    idata = az.InferenceData(**groups)
+    idata = az.InferenceData(attrs=dict(full.attrs), **groups)
     idata.posterior.attrs.update(full.posterior.attrs)
     idata.posterior.attrs["posterior_kind"] = "the estimate only (saved with draws=False)"
     st["idata"] = idata

@@ -253,13 +253,16 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     rep.timings["figures"] = time.perf_counter() - t0
 
 
-def _truth(truth: dict, label: str, labels: list):
+def _truth(truth: dict, label: str, labels: list | None = None):
     base, _, idx = label.partition("[")
     if base not in truth:
         return np.nan
     v = np.asarray(truth[base], dtype=float)
     if not idx:
         return float(v) if v.ndim == 0 else np.nan
+    if labels is None:
+        index = tuple(int(i) for i in idx.rstrip("]").split(","))
+        return float(v[index])
     # the label's position among its site's labels (row-major, as the table's): works for
     # w[0, 1] and for coordinate labels such as w[GPA]
     entries = [lab for lab in labels if lab.partition("[")[0] == base and lab != base]
@@ -347,7 +350,7 @@ def _figure_inputs(rep, program, data, observed, truth, alternatives):
         posterior=(label, post),
         sampler=sampler,
         points={k: f for k, f in rep.fits.items() if f.is_point},
-        truth=None if truth is None else {lab: _truth(truth, lab) for lab in first.labels()},
+        truth=None if truth is None else {lab: _truth(truth, lab, first.labels()) for lab in first.labels()},
         program=program,
         data=data,
         observed=observed,
