@@ -6,7 +6,7 @@ A new method is one module that ends with its ``SOLVER`` and one entry in the tu
 from the registry.
 """
 
-from . import laplace, nuts, point, vi
+from . import laplace, nuts, pathfinder, point, vi
 from ._common import SolverResult
 from ._objective import Objective
 from .base import CATEGORIES, Finding, SimFit, Solver, category_of
@@ -14,4 +14,4 @@ from .base import CATEGORIES, Finding, SimFit, Solver, category_of
 __all__ = ["REGISTRY", "Solver", "SolverResult", "SimFit", "Finding", "CATEGORIES", "category_of", "Objective"]
 
 #: method name -> :class:`Solver`, in the order tables and reports list them
-REGISTRY: dict[str, Solver] = {s.name: s for s in (*point.SOLVERS, laplace.SOLVER, vi.SOLVER, nuts.SOLVER)}
+REGISTRY: dict[str, Solver] = {s.name: s for s in (*point.SOLVERS, laplace.SOLVER, vi.SOLVER, nuts.SOLVER, pathfinder.SOLVER)}
