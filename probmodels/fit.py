@@ -42,7 +42,10 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         ``mle`` ignores every prior (flat over its support); ``map`` uses them. Both give the mode
         in the natural space and standard errors from the inverse observed information
         (``stderr="sandwich"`` for Huber-White with mle; ``jacobian=True`` for the mode of the
-        unconstrained posterior with map). ``laplace``: a Gaussian at the mode of the
+        unconstrained posterior with map); ``starts=K`` optimises from the start and K - 1
+        points drawn around it on the unconstrained scale (from ``seed``), in one vmapped run,
+        keeps the best optimum and reports in ``diagnostics["starts"]`` how many reached it.
+        ``laplace``: a Gaussian at the mode of the
         unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
