@@ -22,8 +22,8 @@ from . import noise, plots, priors
 from .calibrate import calibrate
 from .compare import compare
 from .fit import METHODS, Fit, fit
-from .program import observe, param
+from .program import latent, observe, param
 from .report import report
 
-__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
+__all__ = ["param", "latent", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
 __version__ = "0.1.0"

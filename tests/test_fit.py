@@ -128,7 +128,7 @@ def test_public_namespace():
     import types
 
     assert sorted(probmodels.__all__) == sorted(
-        ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
+        ["param", "latent", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate"]
     )
     assert callable(probmodels.report) and callable(probmodels.fit)
     # anything else public is a submodule (imported by someone), never an accidental export
