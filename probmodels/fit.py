@@ -139,6 +139,17 @@ class Fit:
         return self._result.objective.name
 
     @property
+    def latent(self) -> tuple:
+        """The program's ``latent`` sites (integrated out by mle/map, sampled by the posterior
+        methods); every other site is a param."""
+        return tuple(getattr(self._result.objective, "latent", ()))
+
+    def _sites(self):
+        """The sites in table order: the params, then the latents (listed apart)."""
+        sites = self._result.objective.sites
+        return [s for s in sites if s.get("kind") != "latent"] + [s for s in sites if s.get("kind") == "latent"]
+
+    @property
     def is_point(self) -> bool:
         return self.method in _POINT
 
@@ -208,12 +219,12 @@ class Fit:
         """Scalar parameter labels: ``slope``, ``w[0]``, ``w[1]``, ..."""
         obj: Objective = self._result.objective
         out = []
-        for s in obj.sites:
+        for s in self._sites():
             out += obj.site_labels(s["name"], s["shape"])
         return out
 
     def _flat(self, d):
-        return np.concatenate([np.ravel(np.asarray(d[s["name"]])) for s in self._result.objective.sites])
+        return np.concatenate([np.ravel(np.asarray(d[s["name"]])) for s in self._sites()])
 
     def interval(self, prob: float = HDI_PROB):
         """Per scalar parameter, the ``prob`` interval: Wald for mle/map, HDI of the draws otherwise."""
@@ -226,7 +237,7 @@ class Fit:
         if self.draws is None:
             return np.full_like(est, np.nan), np.full_like(est, np.nan)
         flat = np.concatenate(
-            [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in self._result.objective.sites],
+            [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in self._sites()],
             axis=1,
         )
         hdi = np.asarray([az.hdi(flat[:, j], hdi_prob=prob) for j in range(flat.shape[1])])
@@ -256,14 +267,22 @@ class Fit:
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
+        # the latents' rows (after the params'): for mle/map their conditional modes and sds
+        obj = self._result.objective
+        df.attrs["latent"] = [lab for s in self._sites() if s.get("kind") == "latent" for lab in obj.site_labels(s["name"], s["shape"])]
         return df
 
     def __repr__(self) -> str:
         d = self.diagnostics
         head = f"Fit(method={self.method!r}, model={self.model_name!r}, converged={d.get('converged')})"
+        summary = self.summary()
+        latent = summary.attrs["latent"]
         with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 4):
-            table = self.summary().to_string()
+            table = summary.drop(index=latent).to_string()
         lines = [head, table]
+        if latent:
+            how = "integrated out; their conditional modes and sds" if self.is_point else "sampled with the params; their posterior means and sds"
+            lines.append(f"latent: {', '.join(self.latent)} ({len(latent)} values, {how} are in summary())")
         warnings = d.get("warnings") or []
         if warnings:
             lines.append(f"{len(warnings)} warning(s):")
