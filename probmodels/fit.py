@@ -163,16 +163,23 @@ class Fit:
         return REGISTRY[self.method].kind
 
     @property
+    def latent(self) -> tuple:
+        """The program's ``latent`` sites (integrated out by mle/map, sampled by the posterior
+        methods); every other site is a param."""
+        return tuple(getattr(self._result.objective, "latent", ()))
+
+    @property
     def is_point(self) -> bool:
         return self.kind == "point"
 
     @property
     def sites(self) -> tuple:
-        """The fitted sites in program order, as :class:`Site` ``(name, shape, kind)``: ``kind`` is
-        ``"param"`` for a ``param`` and ``"latent"`` for any other sampled site."""
-        return tuple(
-            Site(s["name"], tuple(s["shape"]), "param" if s["param"] else "latent") for s in self._result.objective.sites
-        )
+        """The fitted sites in table order, as :class:`Site` ``(name, shape, kind)``: the params
+        (``kind="param"``; a plain ``numpyro.sample`` site is one too) in program order, then the
+        ``latent`` sites (``kind="latent"``), listed apart."""
+        sites = self._result.objective.sites
+        ordered = [s for s in sites if s.get("kind") != "latent"] + [s for s in sites if s.get("kind") == "latent"]
+        return tuple(Site(s["name"], tuple(s["shape"]), s.get("kind", "param")) for s in ordered)
 
     # -- what the workflow layer reads (predict, criteria, sensitivity) ----------------------
 
@@ -340,15 +347,15 @@ class Fit:
             labels = self.labels()
             r = self._result
             if self.is_point:
-                c = np.full((len(labels), len(labels)), np.nan) if r.cov is None else np.asarray(r.cov)
+                if r.cov is None:
+                    c = np.full((len(labels), len(labels)), np.nan)
+                else:  # the solver's covariance is in program order; the table lists latents last
+                    order = self._table_order()
+                    c = np.asarray(r.cov)[np.ix_(order, order)]
             elif self.draws is None:
                 c = np.full((len(labels), len(labels)), np.nan)
             else:
-                sites = r.objective.sites
-                flat = np.concatenate(
-                    [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in sites], axis=1
-                )
-                c = np.atleast_2d(np.cov(flat, rowvar=False))
+                c = np.atleast_2d(np.cov(self.flat_draws(), rowvar=False))
             self._cache["cov"] = pd.DataFrame(c, index=pd.Index(labels, name="param"), columns=labels)
         return self._cache["cov"].copy()
 
@@ -400,9 +407,19 @@ class Fit:
         """Scalar parameter labels: ``slope``, ``w[0]``, ``w[1]``, ..."""
         obj: Objective = self._result.objective
         out = []
-        for s in obj.sites:
-            out += obj.site_labels(s["name"], s["shape"])
+        for s in self.sites:
+            out += obj.site_labels(s.name, s.shape)
         return out
+
+    def _table_order(self) -> np.ndarray:
+        """Positions in the solver's flat (program-order) vector of the table's entries."""
+        start, i = {}, 0
+        for s in self._result.objective.sites:
+            start[s["name"]] = i
+            i += int(np.prod(s["shape"], dtype=int))
+        return np.concatenate(
+            [start[s.name] + np.arange(int(np.prod(s.shape, dtype=int))) for s in self.sites]
+        ).astype(int)
 
     def flat(self, d: dict) -> np.ndarray:
         """A dict of per-site arrays (``estimate``, ``stderr``, a truth) as one vector in the
@@ -485,14 +502,22 @@ class Fit:
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
+        # the latents' rows (after the params'): for mle/map their conditional modes and sds
+        obj = self._result.objective
+        df.attrs["latent"] = [lab for s in self.sites if s.kind == "latent" for lab in obj.site_labels(s.name, s.shape)]
         return df
 
     def __repr__(self) -> str:
         d = self.diagnostics
         head = f"Fit(method={self.method!r}, model={self.model_name!r}, converged={d.get('converged')})"
+        summary = self.summary()
+        latent = summary.attrs["latent"]
         with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 4):
-            table = self.summary().to_string()
+            table = summary.drop(index=latent).to_string()
         lines = [head, table]
+        if latent:
+            how = "integrated out; their conditional modes and sds" if self.is_point else "sampled with the params; their posterior means and sds"
+            lines.append(f"latent: {', '.join(self.latent)} ({len(latent)} values, {how} are in summary())")
         warnings = d.get("warnings") or []
         if warnings:
             lines.append(f"{len(warnings)} warning(s):")

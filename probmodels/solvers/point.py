@@ -46,6 +46,7 @@ POINT_DEFAULTS = dict(
     draws=4000,
     jacobian=False,
     starts=1,
+    joint=False,
 )
 _NEWTON_MAX_DIM = 200
 _HESSIAN_MAX_DIM = 3000
@@ -504,8 +505,14 @@ def _boundary_params(obj, z):
 
 
 def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
-    """MLE (``priors=False``) or MAP; see the module docstring."""
+    """MLE (``priors=False``) or MAP; see the module docstring. A program with ``latent`` sites
+    gets the marginal fit (latents integrated out, ``_marginal.py``) unless ``joint=True`` asks
+    for the joint mode over params and latents together."""
     opts = check_options(method, options, POINT_DEFAULTS)
+    if getattr(obj, "latent", ()) and not opts["joint"]:
+        from ._marginal import solve_marginal
+
+        return solve_marginal(obj, method, options, solve_point)
     priors = method == "map"
     if not priors and not obj.observed:
         raise ValueError(f"fit({obj.name}, method='mle'): the program observes nothing (no observe(..., obs=x)), so there is no likelihood")
