@@ -8,6 +8,7 @@ import pandas as pd
 from jax.scipy.special import logsumexp
 
 from .fit import HDI_PROB, Fit
+from .partitioned import is_partitioned
 from .solvers._objective import Objective
 
 __all__ = ["compare", "log_predictive_density", "heldout"]
@@ -95,8 +96,16 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
     Returns
     -------
     array of shape (number of new observations,)
+        A ``dask.array`` chunked like the rows when ``data`` holds dask arrays (partitioned
+        rows; the program must then observe one value per row).
     """
-    new = Objective(model, data)
+    engine = None
+    if is_partitioned(data):  # dask arrays: scored chunk by chunk on the cluster
+        from .solvers._partitioned import head_objective
+
+        new, engine = head_objective(model, data)
+    else:
+        new = Objective(model, data)
     old = fit._result.objective
     if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
         raise ValueError(
@@ -110,6 +119,8 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
         if fit._result.zdraws is None:
             raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
         z = fit._result.zdraws.reshape(-1, new.dim)
+    if engine is not None:
+        return engine.log_predictive_density(new, z)
     ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
     flat = jnp.concatenate([jnp.reshape(v, (v.shape[0], -1)) for v in ll.values()], axis=1)
     return np.asarray(logsumexp(flat, axis=0) - jnp.log(flat.shape[0]))

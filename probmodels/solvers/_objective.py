@@ -369,6 +369,8 @@ class Objective:
         coordinates are labelled by their index too).
     """
 
+    partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
+
     def __init__(self, model, data, init=None):
         self.model = model
         self.name = getattr(model, "__name__", repr(model))
@@ -480,6 +482,11 @@ class Objective:
         """The program's data (static values included) with the arrays in ``keys`` indexed by
         ``idx`` along their leading axis: a subset of the observations."""
         return {**self.static, **{k: (np.asarray(v)[idx] if k in keys else v) for k, v in self.arrays.items()}}
+
+    def score_outer(self, z):
+        """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
+        scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
+        return scores.T @ scores
 
     def site_labels(self, name, shape):
         if shape == ():
