@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _io, _progress
+from .partitioned import is_partitioned
 from .solvers import REGISTRY, Objective, SolverResult
 
 __all__ = ["fit", "Fit", "METHODS", "Site", "load"]
@@ -84,11 +85,18 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         raise TypeError("fit: init must be a dict {parameter name: natural-space value}")
     coords = options.pop("coords", None)
     show = _progress.resolve(options.pop("progress", None))
-    obj = Objective(model, data, init=init)
+    if is_partitioned(data):  # dask arrays: the passes over the rows run on the cluster
+        from .solvers._partitioned import partitioned_objective
+
+        obj = partitioned_objective(model, data, method, options)
+    else:
+        obj = Objective(model, data, init=init)
     if coords is not None or any(s.get("dims") for s in obj.sites):
         obj.set_coords(coords)
     with _progress.enabled(show):
         result = REGISTRY[method].solve(obj, dict(options))
+    if obj.partitioned is not None:  # passes over the rows, bytes read, the scheduler
+        result.diagnostics.update(obj.partitioned.info)
     return Fit._from(result)
 
 
@@ -290,12 +298,16 @@ class Fit:
             posterior = self.draws
             zdraws = r.materialize().zdraws
         groups = dict(posterior=posterior)
-        if obj.observed:
+        # rows on a cluster: observed_data and log_likelihood would bring every row into memory
+        in_memory = obj.partitioned is None
+        if obj.observed and in_memory:
             groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}
         if r.sample_stats is not None:
             groups["sample_stats"] = r.sample_stats
         n_cells = 0 if zdraws is None else int(np.prod(zdraws.shape[:2])) * obj.n_obs
-        if log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
+        if not in_memory:
+            attrs_note = "observed_data and log_likelihood omitted: the data are partitioned (dask); score them with log_predictive_density"
+        elif log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
             attrs_note = (
                 f"log_likelihood omitted: {n_cells:.2e} values (draws x observations) exceed "
                 f"{_MAX_LOGLIK_CELLS:.0e}; thin the draws or score a subset of the data"
@@ -303,7 +315,7 @@ class Fit:
             log_likelihood = False
         else:
             attrs_note = ""
-        if log_likelihood and zdraws is not None and obj.observed:
+        if log_likelihood and zdraws is not None and obj.observed and in_memory:
             c, d = zdraws.shape[:2]
             ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
             groups["log_likelihood"] = {

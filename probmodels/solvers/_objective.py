@@ -401,6 +401,8 @@ class Objective:
         coordinates are labelled by their index too).
     """
 
+    partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
+
     def __init__(self, model, data, init=None):
         self.model = model
         self.name = getattr(model, "__name__", repr(model))
@@ -527,6 +529,11 @@ class Objective:
         ``param(..., dims=...)`` (a dim without coords is labelled 0, 1, ...)."""
         self.coords = site_coords(self.sites, coords, self.name)
         self._label_z()
+
+    def score_outer(self, z):
+        """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
+        scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
+        return scores.T @ scores
 
     def site_labels(self, name, shape):
         return site_labels(name, shape, self.sites, self.coords)

@@ -196,6 +196,8 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     ``post`` is one compiled call: the objective at the existence probes, the natural values, their
     Jacobian and the log-likelihood at z.
     """
+    if obj.partitioned is not None:  # rows on a dask cluster: Newton, one pass per step
+        return obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
@@ -645,8 +647,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         if stderr_kind == "sandwich":
             if method != "mle":
                 raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
-            scores = np.asarray(obj.fns["scores"](np.asarray(z), obj.arrays))
-            meat = scores.T @ scores
+            meat = obj.score_outer(z)
             cov_z = cov_z @ meat @ cov_z
     if drop and cov_z is not None:
         at_zero = (lam > 0) & (z == center)
