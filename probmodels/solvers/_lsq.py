@@ -96,7 +96,7 @@ def structure(obj: Objective) -> LeastSquares | None:
     if ("lsq", "structure") in cache:
         return cache[("lsq", "structure")]
     found = None
-    if obj.laplace_noise or obj.dim == 0 or not all(s["param"] for s in obj.sites):
+    if not obj.least_squares_capable or obj.laplace_noise or obj.dim == 0 or not all(s["param"] for s in obj.sites):
         cache[("lsq", "structure")] = None
         return None
     info = {}

@@ -434,6 +434,8 @@ class MarginalObjective(Objective):
     program's own objective; ``structure`` says how ``H_uu`` was factored.
     """
 
+    least_squares_capable = False  # (the Newton path: see Objective)
+
     def __init__(self, obj: Objective):  # a view: no prototype trace of its own
         P, L = _coords(obj)
         if not len(P):

@@ -402,6 +402,9 @@ class Objective:
     """
 
     partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
+    # whether the objective is the program's own sum of squared residuals where the noise is
+    # Gaussian (the least-squares path, _lsq.py); not a marginal view or partitioned rows
+    least_squares_capable = True
 
     def __init__(self, model, data, init=None):
         self.model = model

@@ -212,6 +212,8 @@ class PartitionedObjective(Objective):
     start and the data-free parts are computed from it) and whose ``partitioned`` engine runs
     the passes over all rows. ``observed`` holds the observed dask arrays (lazy)."""
 
+    least_squares_capable = False  # (the Newton path: see Objective)
+
     def __init__(self, template: Objective, engine: "Engine"):
         self.__dict__.update(template.__dict__)
         self.template = template
