@@ -569,8 +569,11 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     inverse = inverse_hessian(obj, h) if h is not None else None
     if inverse is not None:
         # far out on the unconstrained scale but curved there (a noise scale of 1e-13 fitted to
-        # residuals at rounding level): a determined value, not a boundary
-        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2]]
+        # residuals at rounding level): a determined value, not a boundary. On the log scale the
+        # curvature at an interior optimum is about the number of observations that inform the
+        # value (2 N for a Gaussian scale); towards a boundary it vanishes with the value (e^z)
+        curved = {obj.labels[i] for i in range(obj.dim) if h[i, i] >= 0.5}
+        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2] or lab not in curved]
     if boundary and kind_exist != "unbounded":
         warnings.append(
             f"{format_labels(boundary)} {_verb(boundary, 'lies', 'lie')} on the boundary of "
