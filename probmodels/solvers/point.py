@@ -6,6 +6,13 @@ Both optimise in the unconstrained space ``z`` (so supports are never left) but,
 observed information in the natural space (the delta method through the transform, exact at a
 stationary point), or from the Huber-White sandwich with ``stderr="sandwich"``.
 
+Gaussian programs nonlinear in their parameters (MLE, or MAP with flat priors) are solved first
+as least squares, by Levenberg-Marquardt on the residual Jacobian with the noise scale profiled
+out (``_lsq``), then by Newton on the full likelihood. ``starts=K`` runs the optimiser from K
+starting points in one vmapped program and keeps the best optimum. ``converged`` is True only
+where Newton's decrement is zero to tolerance and the Hessian is not indefinite, nor singular
+where the model determines the parameters elsewhere (two terms of a sum coinciding).
+
 Laplace priors on real parameters with fixed location and scale are not smoothed: they enter as an
 L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of the lasso.
 """
@@ -296,7 +303,6 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
         return jax.tree_util.tree_map(np.asarray, out)
 
     return res, h, post, (drop, lam, center), timer, notes, info
-
 
 
 def _draw_starts(z0, k: int, seed: int) -> np.ndarray:
