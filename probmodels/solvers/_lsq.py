@@ -88,7 +88,9 @@ def structure(obj: Objective) -> LeastSquares | None:
     """The least-squares structure of the program (for MLE, or MAP with flat priors), or None
     where there is none or the predictions are linear in the parameters.
 
-    Found from two points (the start ``z0`` and ``z0`` moved by a fixed, irregular offset): the
+    First from the program's trace alone (no compile): every observation a plain ``Normal``, and
+    the predictions' polynomial degree in ``z`` (:func:`_degree`); an affine prediction ends it
+    there. Then from two points (the start ``z0`` and ``z0`` moved by a fixed, irregular offset): the
     Jacobians of the predictions and of the noise scales say which coordinates each depends on
     (they must be disjoint, cover every coordinate, and the scale must be one learned value
     shared by every observation, or fixed); the predictions' Jacobian differs between the two

@@ -172,7 +172,6 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
         solvers[key] = dict(
             # traceable, for the compositions below (least squares first, several starts)
             run_raw=functools.partial(run, reuse=False) if kind == "newton" else run,
-            neg_log_joint=neg_log_joint,
             post=jit(post, static_argnames=("jacobian",)),
             run=run_jit,
             # without Newton's Hessian reuse: for small data (a Hessian is cheap there), under
