@@ -6,6 +6,13 @@ Both optimise in the unconstrained space ``z`` (so supports are never left) but,
 observed information in the natural space (the delta method through the transform, exact at a
 stationary point), or from the Huber-White sandwich with ``stderr="sandwich"``.
 
+Gaussian programs nonlinear in their parameters (MLE, or MAP with flat priors) are solved first
+as least squares, by Levenberg-Marquardt on the residual Jacobian with the noise scale profiled
+out (``_lsq``), then by Newton on the full likelihood. ``starts=K`` runs the optimiser from K
+starting points in one vmapped program and keeps the best optimum. ``converged`` is True only
+where Newton's decrement is zero to tolerance and the Hessian is not indefinite, nor singular
+where the model determines the parameters elsewhere (two terms of a sum coinciding).
+
 Laplace priors on real parameters with fixed location and scale are not smoothed: they enter as an
 L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of the lasso.
 """
@@ -167,7 +174,6 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
         solvers[key] = dict(
             # traceable, for the compositions below (least squares first, several starts)
             run_raw=functools.partial(run, reuse=False) if kind == "newton" else run,
-            neg_log_joint=neg_log_joint,
             post=jit(post, static_argnames=("jacobian",)),
             run=run_jit,
             # without Newton's Hessian reuse: for small data (a Hessian is cheap there), under
@@ -301,7 +307,6 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
         return jax.tree_util.tree_map(np.asarray, out)
 
     return res, h, post, (drop, lam, center), timer, notes, info
-
 
 
 def _draw_starts(z0, k: int, seed: int) -> np.ndarray:
@@ -584,8 +589,11 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     inverse = inverse_hessian(obj, h) if h is not None else None
     if inverse is not None:
         # far out on the unconstrained scale but curved there (a noise scale of 1e-13 fitted to
-        # residuals at rounding level): a determined value, not a boundary
-        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2]]
+        # residuals at rounding level): a determined value, not a boundary. On the log scale the
+        # curvature at an interior optimum is about the number of observations that inform the
+        # value (2 N for a Gaussian scale); towards a boundary it vanishes with the value (e^z)
+        curved = {obj.labels[i] for i in range(obj.dim) if h[i, i] >= 0.5}
+        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2] or lab not in curved]
     if boundary and kind_exist != "unbounded":
         warnings.append(Finding(
             BOUNDARY,
