@@ -193,7 +193,10 @@ def load(path: str):
     """A ``Fit`` from a file written by :func:`save`."""
     import arviz as az
 
-    idata = az.from_netcdf(str(path))
+    # eager: the file is read and closed (lazy loading keeps it open, and a later save to the
+    # same path could not overwrite it)
+    with az.rc_context({"data.load": "eager"}):
+        idata = az.from_netcdf(str(path))
     text = idata.posterior.attrs.get(_ATTR)
     if text is None:
         raise ValueError(

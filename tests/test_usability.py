@@ -193,6 +193,7 @@ def test_netcdf_round_trip(tmp_path, logit_mle, line_nuts):
         f.save(path)
         g = probmodels.load(path)
         _round_trips(f, g)
+        f.save(path)  # the loaded fit holds no open file: the path can be written again
         _round_trips(f, pickle.loads(pickle.dumps(g)))
     table = probmodels.compare({"MLE": probmodels.load(tmp_path / "mle.nc"), "again": logit_mle})
     np.testing.assert_array_equal(table["MLE"]["estimate"], table["again"]["estimate"])
