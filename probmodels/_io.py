@@ -124,8 +124,12 @@ def restore(st: dict):
     )
     idata = st["idata"]
     f._cache["draws"] = st["draws"]
-    f._cache[("idata", True)] = idata
-    f._cache[("idata", False)] = _without(idata, "log_likelihood")
+    # a restored fit has no program to compute groups from: to_arviz serves what was saved,
+    # less the groups a call leaves out
+    for ll in (True, False):
+        for pp in (True, False):
+            kept = idata if ll else _without(idata, "log_likelihood")
+            f._cache[("idata", ll, pp)] = kept if pp else _without(kept, "posterior_predictive")
     if st.get("cov") is not None:
         f._cache["cov"] = _cov_frame(f, np.asarray(st["cov"], dtype=float))
     return f

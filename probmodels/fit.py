@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
 from . import _io, _progress
-from .solvers._common import SolverResult
-from .solvers._objective import Objective
-from .solvers.laplace import solve_laplace
-from .solvers.nuts import solve_nuts
-from .solvers.point import solve_point
-from .solvers.vi import solve_vi
+from .solvers import REGISTRY, Objective, SolverResult
 
-__all__ = ["fit", "Fit", "METHODS", "load"]
+__all__ = ["fit", "Fit", "METHODS", "Site", "load"]
 
-_SOLVERS = {
-    "mle": solve_point,
-    "map": solve_point,
-    "laplace": solve_laplace,
-    "vi": solve_vi,
-    "nuts": solve_nuts,
-}
-METHODS = tuple(_SOLVERS)
-_POINT = ("mle", "map")
+METHODS = tuple(REGISTRY)
 HDI_PROB = 0.94
 _MAX_LOGLIK_CELLS = 400_000_000  # 3.2 GB of float64
 
@@ -49,11 +37,15 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     data : dict
         The program's keyword arguments (inputs ``u`` and observations ``x``). Arrays are
         checked for NaN/inf; unknown keys and missing required arguments are errors.
-    method : {"mle", "map", "laplace", "vi", "nuts"}
+    method : str
+        One of :data:`probmodels.METHODS` (the keys of ``probmodels.solvers.REGISTRY``).
         ``mle`` ignores every prior (flat over its support); ``map`` uses them. Both give the mode
         in the natural space and standard errors from the inverse observed information
         (``stderr="sandwich"`` for Huber-White with mle; ``jacobian=True`` for the mode of the
-        unconstrained posterior with map). ``laplace``: a Gaussian at the mode of the
+        unconstrained posterior with map); ``starts=K`` optimises from the start and K - 1
+        points drawn around it on the unconstrained scale (from ``seed``), in one vmapped run,
+        keeps the best optimum and reports in ``diagnostics["starts"]`` how many reached it.
+        ``laplace``: a Gaussian at the mode of the
         unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
@@ -85,7 +77,7 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
             f"fit: arguments in the wrong order; write fit(model, data, {data!r}) (the data "
             "before the method)"
         )
-    if not isinstance(method, str) or method not in _SOLVERS:
+    if not isinstance(method, str) or method not in REGISTRY:
         raise ValueError(f"fit: unknown method {method!r}; use one of {', '.join(METHODS)}")
     init = options.get("init")
     if init is not None and not isinstance(init, dict):
@@ -96,8 +88,16 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     if coords is not None or any(s.get("dims") for s in obj.sites):
         obj.set_coords(coords)
     with _progress.enabled(show):
-        result = _SOLVERS[method](obj, method, dict(options))
+        result = REGISTRY[method].solve(obj, dict(options))
     return Fit._from(result)
+
+
+class Site(NamedTuple):
+    """A fitted site: its name, its shape and ``kind`` (``"param"`` or ``"latent"``)."""
+
+    name: str
+    shape: tuple
+    kind: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -153,19 +153,124 @@ class Fit:
         return self._result.objective.name
 
     @property
+    def solver(self):
+        """The method's :class:`~probmodels.solvers.Solver` (label, kind, defaults)."""
+        return REGISTRY[self.method]
+
+    @property
+    def kind(self) -> str:
+        """``"point"``, ``"approximation"`` or ``"sampler"`` (the solver's kind)."""
+        return REGISTRY[self.method].kind
+
+    @property
     def is_point(self) -> bool:
-        return self.method in _POINT
+        return self.kind == "point"
+
+    @property
+    def sites(self) -> tuple:
+        """The fitted sites in program order, as :class:`Site` ``(name, shape, kind)``: ``kind`` is
+        ``"param"`` for a ``param`` and ``"latent"`` for any other sampled site."""
+        return tuple(
+            Site(s["name"], tuple(s["shape"]), "param" if s["param"] else "latent") for s in self._result.objective.sites
+        )
+
+    # -- what the workflow layer reads (predict, criteria, sensitivity) ----------------------
+
+    @property
+    def model(self):
+        """The program this fit solved."""
+        return self._result.objective.model
+
+    @property
+    def data(self) -> dict:
+        """The program's keyword arguments as fitted: static values and the arrays (numpy)."""
+        obj = self._result.objective
+        return {**obj.static, **{k: np.asarray(v) for k, v in obj.arrays.items()}}
+
+    @property
+    def observed(self) -> dict:
+        """Observed site name -> the observed array."""
+        return dict(self._result.objective.observed)
+
+    @property
+    def n_obs(self) -> int:
+        """The number of observations (the batch size of every observation site, summed)."""
+        return int(self._result.objective.n_obs)
+
+    @property
+    def parameter_sites(self) -> list[dict]:
+        """One dict per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
+        (unconstrained: its size counts the free parameters), ``param``, ``flat`` (no prior)."""
+        return [{k: s[k] for k in ("name", "shape", "zshape", "param", "flat")} for s in self._result.objective.sites]
+
+    @property
+    def point_cov(self) -> np.ndarray | None:
+        """mle/map: the natural-space covariance of the estimate, flat in :meth:`labels` order
+        (None for posterior fits and point fits without standard errors)."""
+        cov = self._result.cov if self.is_point else None
+        return None if cov is None else np.asarray(cov)
+
+    # -- the workflow on a fit (probmodels.predict, probmodels.criteria) ----------------------
+
+    def predict(self, data=None, *, draws=None, seed=0, parameter_uncertainty=False):
+        """Predictions for new inputs, from the unchanged program.
+
+        Parameters
+        ----------
+        data : dict, optional
+            The program's keyword arguments for the new inputs, the observation omitted (or
+            None); the fitted inputs when omitted.
+        draws : int, optional
+            Posterior fits: that many draws evenly spaced over the chains (default: every
+            draw, shape ``(chains, draws)``). Point fits: the number of predictive draws (4000).
+        seed : int
+            Seed of the simulated noise.
+        parameter_uncertainty : bool
+            Point fits only: the band of the predictor is the Wald band by the delta method on
+            the scale the noise model receives (``logits``, ``log_rate``, ``x_hat``), mapped
+            through the inverse link (statsmodels' ``GLM.get_prediction``), and the new
+            observations draw theta from the fit's Gaussian approximation. Without it: the
+            plug-in predictive at theta-hat.
+
+        Returns
+        -------
+        probmodels.predict.Prediction
+            ``.draws``, ``.location``, ``.summary(prob=0.9)``, ``.to_arviz()``; with several
+            observation sites ``prediction[site]`` is one site's.
+
+        Examples
+        --------
+        >>> new = {"u": np.linspace(0, 1, 5)}  # doctest: +SKIP
+        >>> fit.predict(new).summary(prob=0.9)  # doctest: +SKIP
+        """
+        from .predict import predict
+
+        return predict(self, data, draws=draws, seed=seed, parameter_uncertainty=parameter_uncertainty)
+
+    def criteria(self):
+        """Information criteria on the elpd scale (see :func:`probmodels.criteria`): for mle/map
+        ``log_likelihood``, ``k``, ``n``, ``aic``, ``aicc``, ``bic`` and ``elpd`` (= log-likelihood
+        - k); for posterior fits PSIS-LOO and WAIC with ``elpd`` = ``elpd_loo``."""
+        from .criteria import fit_criteria
+
+        return fit_criteria(self)
 
     # -- ArviZ -------------------------------------------------------------------------------
 
-    def to_arviz(self, log_likelihood: bool = True) -> az.InferenceData:
+    def to_arviz(self, log_likelihood: bool = True, posterior_predictive: bool = True) -> az.InferenceData:
         """The fit as an ``arviz.InferenceData``.
 
         Groups: ``posterior`` (the draws), ``sample_stats`` (NUTS), ``observed_data``,
-        ``log_likelihood`` (per observation, so ``az.loo`` works; computed on first request).
+        ``log_likelihood`` (per observation, so ``az.loo`` works; computed on first request),
+        ``posterior_predictive`` (replicated observations at the fitted inputs, one per draw,
+        named like the observation site; plug-in replicates at theta-hat for mle/map),
+        ``log_prior`` (per draw, per parameter) and ``constant_data`` (the array inputs), so that
+        ``az.plot_ppc``, ``az.plot_loo_pit``, ``az.plot_bpv`` and ``az.psens`` work on it. The
+        replicates are left out, with a warning, when draws x observations exceed 1e8 values;
+        ``posterior_predictive=False`` leaves them out anyway.
         Attributes: the method, the point estimate (JSON), what the posterior group holds.
         """
-        key = ("idata", bool(log_likelihood))
+        key = ("idata", bool(log_likelihood), bool(posterior_predictive))
         if key in self._cache:
             return self._cache[key]
         r = self._result
@@ -212,7 +317,10 @@ class Fit:
         )
         if attrs_note:
             attrs["note"] = attrs_note
+        extra = self._workflow_groups(posterior_predictive)
+        groups.update({k: v for k, v in extra.items() if k != "log_prior"})
         idata = az.from_dict(**groups, dims=dims, coords=coords or None, attrs=attrs)
+        idata.add_groups(log_prior=az.dict_to_dataset(extra["log_prior"]))
         for g in idata.groups():
             getattr(idata, g).attrs.update(attrs)
         self._cache[key] = idata
@@ -261,6 +369,31 @@ class Fit:
         # numbers (as a loaded one does) and drops the program
         return (_io.restore, (_io.state(self),))
 
+    def _workflow_groups(self, posterior_predictive: bool) -> dict:
+        """``log_prior``, ``constant_data`` and (asked for and not too large)
+        ``posterior_predictive``, from :mod:`probmodels.predict`."""
+        import warnings
+
+        from .predict import constant_data, log_prior, replicates
+
+        out = {"log_prior": log_prior(self)}
+        const = constant_data(self)
+        if const:
+            out["constant_data"] = const
+        if posterior_predictive and self.observed:
+            pp = replicates(self)
+            if pp is None:
+                warnings.warn(
+                    f"{self.method} fit of {self.model_name}: posterior_predictive left out of "
+                    "to_arviz (draws x observations exceed 1e8 values); thin the draws, or pass "
+                    "to_arviz(posterior_predictive=False) to leave it out without this warning",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            else:
+                out["posterior_predictive"] = pp
+        return out
+
     # -- tables ------------------------------------------------------------------------------
 
     def labels(self) -> list[str]:
@@ -271,8 +404,48 @@ class Fit:
             out += obj.site_labels(s["name"], s["shape"])
         return out
 
-    def _flat(self, d):
-        return np.concatenate([np.ravel(np.asarray(d[s["name"]])) for s in self._result.objective.sites])
+    def flat(self, d: dict) -> np.ndarray:
+        """A dict of per-site arrays (``estimate``, ``stderr``, a truth) as one vector in the
+        order of :meth:`labels`."""
+        return np.concatenate([np.ravel(np.asarray(d[s.name])) for s in self.sites])
+
+    _flat = flat  # (the name the library used before ``flat`` was public)
+
+    def flat_draws(self) -> np.ndarray | None:
+        """The draws as one ``(chains x draws, P)`` array, columns in the order of
+        :meth:`labels`; None where the fit has no draws."""
+        if self.draws is None:
+            return None
+        return np.concatenate(
+            [np.asarray(self.draws[s.name]).reshape(-1, int(np.prod(s.shape, dtype=int))) for s in self.sites], axis=1
+        )
+
+    def pointwise_log_likelihood(self, data: dict | None = None, model=None) -> np.ndarray:
+        """``log p(x_i | theta_s)`` per draw ``s`` and observation ``i``: shape ``(S, n)``, every
+        observed site's entries flattened in program order.
+
+        Point fits (mle, map) are scored at the estimate (``S = 1``, the plug-in predictive);
+        the others at their draws. ``data``: new data for the same program (a held-out part),
+        the fit's own data by default; ``model``: the program to score with, the fit's by default
+        (another must have the same parameters).
+        """
+        r = self._result
+        old: Objective = r.objective
+        new = old if data is None and model is None else Objective(model or self.model, self.data if data is None else data)
+        if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
+            raise ValueError(
+                "pointwise_log_likelihood: the new data changes the program's parameters "
+                f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
+                "parameters must not depend on the number of observations"
+            )
+        if self.is_point:
+            z = r.zhat[None]
+        else:
+            if r.zdraws is None:
+                raise ValueError(f"pointwise_log_likelihood: the {self.method} fit has no draws")
+            z = r.zdraws.reshape(-1, new.dim)
+        ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
+        return np.concatenate([np.asarray(v).reshape(np.shape(v)[0], -1) for v in ll.values()], axis=1)
 
     def interval(self, prob: float = HDI_PROB):
         """Per scalar parameter, the ``prob`` interval: Wald for mle/map, HDI of the draws otherwise."""
@@ -284,10 +457,7 @@ class Fit:
             return est - zq * se, est + zq * se
         if self.draws is None:
             return np.full_like(est, np.nan), np.full_like(est, np.nan)
-        flat = np.concatenate(
-            [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in self._result.objective.sites],
-            axis=1,
-        )
+        flat = self.flat_draws()
         hdi = np.asarray([az.hdi(flat[:, j], hdi_prob=prob) for j in range(flat.shape[1])])
         return hdi[:, 0], hdi[:, 1]
 
@@ -310,8 +480,8 @@ class Fit:
             df = pd.DataFrame(
                 {"mean": est, "sd": se, f"hdi_{pct[0]}": lo, f"hdi_{pct[1]}": hi}, index=self.labels()
             )
-            if self.method == "nuts":
-                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x["name"] for x in self._result.objective.sites], kind="diagnostics")
+            if self.kind == "sampler":
+                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x.name for x in self.sites], kind="diagnostics")
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method

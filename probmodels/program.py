@@ -252,7 +252,10 @@ def observe(name: str, noisy, obs=None):
     if obs is not None:
         d = _fit_to_obs(d, obs, where)
     noise_model = noisy.noise if isinstance(noisy, Noisy) else noisy
-    return numpyro.sample(name, d, obs=obs, infer={_MARK: OBSERVE, "noise": noise_model})
+    # x_hat on the scale the noise model receives: what Fit.predict's location and its Wald band
+    # are computed from
+    infer = {_MARK: OBSERVE, "noise": noise_model, "x_hat": noisy.x_hat}
+    return numpyro.sample(name, d, obs=obs, infer=infer)
 
 
 def _fit_to_obs(d, obs, where):

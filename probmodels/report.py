@@ -36,10 +36,11 @@ import numpy as np
 from ._data import as_data
 from .compare import compare, heldout
 from .fit import METHODS, fit
+from .solvers import CATEGORIES, REGISTRY, category_of
 
 __all__ = ["report", "Report", "load_spec", "split"]
 
-LABELS = {"mle": "MLE", "map": "MAP", "laplace": "Laplace", "vi": "VI", "nuts": "NUTS"}
+LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the registry)
 MIN_HELDOUT = 10
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
@@ -125,9 +126,10 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     out : str, optional
         A folder to write ``report.html``, ``report.md``, CSV tables, PNG figures and NetCDF fits.
     methods : sequence of str
-        Any of ``mle, map, laplace, vi, nuts``.
+        Any of :data:`probmodels.METHODS` (all by default).
     quick : bool
-        Short NUTS and VI runs (for tests and previews), noted in the report.
+        Short runs of the methods that have a preview setting (NUTS, VI; the registry's
+        ``quick``), for tests and previews, noted in the report.
     quiet : bool
         No progress on the terminal (stderr).
 
@@ -156,9 +158,9 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     if quiet:  # no progress bars either
         options = {m: {"progress": False, **options.get(m, {})} for m in set(METHODS) | set(options)}
     if quick:
-        options.setdefault("nuts", {})
-        options["nuts"] = {"warmup": 300, "draws": 300, "chains": 2, **options["nuts"]}
-        options["vi"] = {"steps": 6000, **options.get("vi", {})}
+        for m, solver in REGISTRY.items():
+            if solver.quick:
+                options[m] = {**solver.quick, **options.get(m, {})}
     # pandas objects become numpy arrays once, here: the split, the fits and the figures'
     # Predictive calls all take the same dict
     data = as_data(spec.data(), "report: data()")
@@ -232,7 +234,7 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
             f"out (it needs {MIN_HELDOUT})" + ("; the LOO comparison uses all of them" if alternatives else "")
         )
 
-    if alternatives and not ({"NUTS", "Laplace"} & set(rep.fits)):
+    if alternatives and not any(REGISTRY[f.method].kind != "point" for f in rep.fits.values()):
         # the noise-model comparison needs a posterior; fitting one the user did not ask for
         # (NUTS on every alternative) would cost more than everything asked for
         rep.notes.append(
@@ -249,7 +251,7 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     # 3. figures
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
-    rep.figures = figs.all_figures(rep, program, data, observed, truth, alternatives)
+    rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives))
     rep.timings["figures"] = time.perf_counter() - t0
 
 
@@ -273,11 +275,11 @@ def _loo(program, alternatives, data, rep, options, quiet):
     """Noise-model selection: az.compare on LOO of every alternative (and the program itself)."""
     import arviz as az
 
-    posterior_method = "nuts" if "NUTS" in rep.fits else ("laplace" if "Laplace" in rep.fits else "nuts")
-    rep.loo_fit = LABELS[posterior_method]
+    posterior_method = _loo_method(rep)
+    rep.loo_fit = REGISTRY[posterior_method].label
     label_self = "program"
     idatas, notes, alt_fits = {}, [], {}
-    main = rep.fits.get(LABELS[posterior_method])
+    main = next((f for f in rep.fits.values() if f.method == posterior_method), None)
     candidates = {label_self: (program, main)} | {k: (p, None) for k, p in alternatives.items()}
     for label, (prog, f) in candidates.items():
         if f is None:
@@ -303,33 +305,75 @@ def _loo(program, alternatives, data, rep, options, quiet):
     return table, notes, alt_fits
 
 
-_CATEGORIES = [
-    ("perfect separation", ("separation",)),
-    ("MLE or MAP does not exist", ("does not exist",)),
-    ("estimate on the boundary", ("boundary",)),
-    ("unidentified parameters", ("singular", "not identified")),
-    ("non-convergence", ("without converging", "not converging", "still improving", "stopped after")),
-    ("NUTS divergences", ("diverged",)),
-    ("r-hat", ("r-hat",)),
-    ("effective sample size", ("effective sample size",)),
-    ("approximation quality (Pareto k)", ("Pareto k",)),
-]
+def _loo_method(rep) -> str:
+    """The posterior the LOO comparison fits the alternatives by: the report's sampler if it ran
+    one, else its first approximation, else the registry's first sampler."""
+    fitted = [f.method for f in rep.fits.values()]
+    for kind in ("sampler", "approximation"):
+        hit = [m for m in fitted if REGISTRY[m].kind == kind]
+        if hit:
+            return hit[0]
+    return next(m for m, s in REGISTRY.items() if s.kind == "sampler")
+
+
+def _posterior(fits: dict):
+    """``(label, fit)`` of the posterior the figures show: a sampler's draws first, then the
+    approximations (the later in the registry first), or ``(None, None)``."""
+    order = list(REGISTRY)
+    ranked = sorted(
+        ((label, f) for label, f in fits.items() if not f.is_point and f.draws is not None),
+        key=lambda item: (item[1].kind != "sampler", -order.index(item[1].method)),
+    )
+    return ranked[0] if ranked else (None, None)
+
+
+def _point_values(fits: dict):
+    """The estimate the noise models are drawn at: the point fit that uses the priors (the later
+    in the registry: MAP before MLE), else None."""
+    order = list(REGISTRY)
+    points = sorted((f for f in fits.values() if f.is_point), key=lambda f: -order.index(f.method))
+    return {k: np.asarray(v) for k, v in points[0].estimate.items()} if points else None
+
+
+def _figure_inputs(rep, program, data, observed, truth, alternatives):
+    """Everything the figures draw, computed here so that the figures module knows nothing of
+    the report."""
+    from ._report_figures import FigureInputs
+
+    first = next(iter(rep.fits.values()))
+    label, post = _posterior(rep.fits)
+    sampler = next(((k, f) for k, f in rep.fits.items() if f.kind == "sampler"), (None, None))
+    alt = {}
+    for alt_label, prog in alternatives.items():
+        alt_fit = rep.alternative_fits.get(alt_label)
+        alt[alt_label] = (prog, None if alt_fit is None else {k: np.asarray(v) for k, v in alt_fit.estimate.items()})
+    return FigureInputs(
+        fits=rep.fits,
+        posterior=(label, post),
+        sampler=sampler,
+        points={k: f for k, f in rep.fits.items() if f.is_point},
+        truth=None if truth is None else {lab: _truth(truth, lab, first.labels()) for lab in first.labels()},
+        program=program,
+        data=data,
+        observed=observed,
+        point_values=_point_values(rep.fits),
+        alternatives=alt,
+    )
 
 
 def findings(fits: dict) -> list:
     """Pathologies found in the fits, in plain words: ``(category, fit label or None, text)``,
-    each warning under the first category it matches, "none found" for the others."""
-    found = {c: [] for c, _ in _CATEGORIES}
-    other = []
+    grouped by each warning's category (:class:`probmodels.solvers.Finding`; a plain string is
+    "other"), "none found" for a category without any."""
+    found = {c: [] for c in CATEGORIES}
     for label, f in fits.items():
         for w in f.diagnostics["warnings"]:
-            category = next((c for c, keys in _CATEGORIES if any(k in w for k in keys)), None)
-            (found[category] if category else other).append((label, w))
+            found[category_of(w)].append((label, str(w)))
     out = []
-    for category, _ in _CATEGORIES:
+    for category in CATEGORIES[:-1]:
         if found[category]:
             out += [(category, label, w) for label, w in found[category]]
         else:
             out.append((category, None, "none found"))
-    out += [("other", label, w) for label, w in other]
+    out += [(CATEGORIES[-1], label, w) for label, w in found[CATEGORIES[-1]]]
     return out

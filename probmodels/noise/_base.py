@@ -59,6 +59,13 @@ class NoiseModel:
         """Negative log-likelihood ``-log p(x | x_hat)`` per observation (unreduced)."""
         return -self.distribution(x_hat).log_prob(x)
 
+    def inverse_link(self, x_hat):
+        """The predictor as a function of the prediction ``x_hat``: the identity for additive
+        noise (``x_hat`` is the mean function); the inverse link for link noise models
+        (``sigmoid(logits)``, ``exp(log_rate)``, ...). :meth:`probmodels.Fit.predict` reports it
+        as the ``location``."""
+        return x_hat
+
     def _repr_args(self) -> str:
         return ""
 

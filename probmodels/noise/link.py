@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import gammaln, logsumexp
+from numpyro.distributions.util import binomial
 
 from ._base import Link, _check_positive, _concrete
 from .additive import softplus
@@ -54,6 +56,10 @@ class Bernoulli(Link):
     def distribution(self, x_hat=None):
         return _BernoulliLogits(self._pred(x_hat))
 
+    def inverse_link(self, x_hat):
+        """The success probability ``sigmoid(logits)``."""
+        return jax.nn.sigmoid(x_hat)
+
     def loss(self, x, x_hat=None):
         """Binary cross-entropy with logits ``softplus(eta) - x eta``."""
         eta = self._pred(x_hat)
@@ -68,6 +74,12 @@ class _BinomialLogits(dist.BinomialLogits):
         eta, n = self.logits, self.total_count
         log_comb = gammaln(n + 1.0) - gammaln(value + 1.0) - gammaln(n - value + 1.0)
         return log_comb + value * eta - n * softplus(eta)
+
+    def sample(self, key, sample_shape=()):
+        # numpyro's sampler indexes a table by the count: counts read as floats (a column of a
+        # data frame) are cast to whole numbers first
+        n = jnp.round(jnp.asarray(self.total_count)).astype(jnp.int64)
+        return binomial(key, self.probs, n=n, shape=sample_shape + self.batch_shape)
 
 
 class Binomial(Link):
@@ -90,6 +102,10 @@ class Binomial(Link):
 
     def distribution(self, x_hat=None):
         return _BinomialLogits(self._pred(x_hat), total_count=self.total_count)
+
+    def inverse_link(self, x_hat):
+        """The success probability ``sigmoid(logits)``."""
+        return jax.nn.sigmoid(x_hat)
 
     def loss(self, x, x_hat=None):
         """``total_count * softplus(eta) - x * eta``."""
@@ -137,6 +153,10 @@ class Categorical(Link):
 
     def distribution(self, x_hat=None):
         return _CategoricalLogits(self._pred(x_hat))
+
+    def inverse_link(self, x_hat):
+        """The class probabilities ``softmax(logits)`` over the last axis."""
+        return jax.nn.softmax(x_hat, axis=-1)
 
     def nll(self, x, x_hat=None):
         """Negative log-likelihood ``-log softmax(eta)[x]`` per observation."""
@@ -188,6 +208,10 @@ class Poisson(Link):
     def distribution(self, x_hat=None):
         return _PoissonLogRate(self._pred(x_hat))
 
+    def inverse_link(self, x_hat):
+        """The mean count ``exp(log_rate)``."""
+        return jnp.exp(x_hat)
+
     def loss(self, x, x_hat=None):
         """``exp(eta) - x * eta``."""
         eta = self._pred(x_hat)
@@ -238,6 +262,10 @@ class NegativeBinomial(Link):
     def distribution(self, x_hat=None):
         return _NegativeBinomialLogMean(self._pred(x_hat), self.concentration)
 
+    def inverse_link(self, x_hat):
+        """The mean count ``exp(log_rate)``."""
+        return jnp.exp(x_hat)
+
     def loss(self, x, x_hat=None):
         """``(x + r) log(r + exp(eta)) - x eta``."""
         eta = self._pred(x_hat)
@@ -286,6 +314,10 @@ class Gamma(Link):
 
     def distribution(self, x_hat=None):
         return _GammaLogMean(self._pred(x_hat), self.shape)
+
+    def inverse_link(self, x_hat):
+        """The mean ``exp(log_mean)``."""
+        return jnp.exp(x_hat)
 
     def loss(self, x, x_hat=None):
         """``x * exp(-eta) + eta``."""

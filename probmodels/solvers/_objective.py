@@ -40,7 +40,7 @@ from .._data import as_data, first_index
 from ..noise import LaplaceNoise
 from ..program import _MARK, OBSERVE, PARAM, support_text
 
-__all__ = ["Objective", "trace_count", "site_coords", "site_labels", "prior_text"]
+__all__ = ["Objective", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
 
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 128
@@ -121,6 +121,17 @@ def _split_data(model, data):
     return static, arrays
 
 
+def split_data(model, data):
+    """``(static, arrays)``: ``data`` checked against the program's signature and split as a fit
+    splits it (arrays are NaN-checked float64 or integer JAX arrays; the rest is static)."""
+    return _split_data(model, data)
+
+
+def static_key(static):
+    """A hashable key of the static data (part of every compile key)."""
+    return _static_key(static)
+
+
 def _static_key(static):
     items = []
     for k, v in sorted(static.items()):
@@ -140,6 +151,11 @@ def _base(fn):
     while isinstance(fn, (dist.Independent, dist.ExpandedDistribution)):
         fn = fn.base_dist
     return fn
+
+
+def is_flat(fn) -> bool:
+    """A site with no prior: an improper flat density over its support."""
+    return _is_flat(fn)
 
 
 def _is_flat(fn) -> bool:
@@ -337,6 +353,11 @@ def _is_real(support) -> bool:
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     return support is constraints.real or support is constraints.real_vector
+
+
+def is_loglik_site(site) -> bool:
+    """An observed site whose log density is part of the log-likelihood (not a factor)."""
+    return _is_loglik_site(site)
 
 
 def _is_loglik_site(site) -> bool:

@@ -30,9 +30,10 @@ from .._config import jit
 from ._common import SolverResult, Timer, check_options, gaussian_log_density, psis, reweight
 from ._objective import Objective
 from ._zmodel import zmodel
+from .base import CONVERGENCE, OTHER, Finding, Solver
 from .laplace import identity_mask, laplace_q
 
-__all__ = ["solve_vi", "VI_DEFAULTS"]
+__all__ = ["solve_vi", "VI_DEFAULTS", "SOLVER"]
 
 VI_DEFAULTS = dict(
     init=None,
@@ -256,13 +257,14 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
 
     elbo = -np.concatenate(losses)
     if not np.all(np.isfinite(elbo[-chunk_n:])):
-        warnings.append("the ELBO is not finite at the end of the optimisation: the fit failed; lower learning_rate=")
+        warnings.append(Finding(CONVERGENCE, "the ELBO is not finite at the end of the optimisation: the fit failed; lower learning_rate="))
         plateau = False
     elif not plateau:
-        warnings.append(
+        warnings.append(Finding(
+            CONVERGENCE,
             f"the ELBO was still improving after {done - chunk_n * len(_ANNEAL)} steps (the "
-            f"last chunk means differ by more than two standard errors); raise steps= (now {steps})"
-        )
+            f"last chunk means differ by more than two standard errors); raise steps= (now {steps})",
+        ))
 
     # Exact moments of q where the transform is the identity; draw moments elsewhere.
     if guide_kind == "normal":
@@ -303,7 +305,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     diagnostics = dict(
         converged=bool(plateau),
         warnings=warnings + (
-            [f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales" for w in lwarn]
+            [Finding(OTHER, f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales") for w in lwarn]
             if not ok_laplace
             else []
         ),
@@ -328,3 +330,10 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         objective=obj,
         attrs=dict(posterior_kind=f"variational approximation ({guide_kind} guide on the unconstrained space)"),
     )
+
+
+def _solve(obj: Objective, options: dict) -> SolverResult:
+    return solve_vi(obj, "vi", options)
+
+
+SOLVER = Solver(name="vi", label="VI", kind="approximation", defaults=VI_DEFAULTS, solve=_solve, quick={"steps": 6000})
