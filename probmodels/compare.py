@@ -8,6 +8,7 @@ import pandas as pd
 from jax.scipy.special import logsumexp
 
 from .fit import HDI_PROB, Fit
+from .partitioned import is_partitioned
 
 __all__ = ["compare", "log_predictive_density", "heldout"]
 
@@ -94,7 +95,13 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
     Returns
     -------
     array of shape (number of new observations,)
+        A ``dask.array`` chunked like the rows when ``data`` holds dask arrays (partitioned
+        rows; the program must then observe one value per row).
     """
+    if is_partitioned(data):  # dask arrays: scored chunk by chunk on the cluster
+        from .solvers._partitioned import partitioned_log_predictive_density
+
+        return partitioned_log_predictive_density(fit, model, data)
     if not fit.is_point and fit.draws is None:
         raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
     flat = jnp.asarray(fit.pointwise_log_likelihood(data, model=model))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _io, _progress
+from .partitioned import is_partitioned
 from .solvers import REGISTRY, Objective, SolverResult
 
 __all__ = ["fit", "Fit", "METHODS", "Site", "load"]
@@ -84,11 +85,18 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         raise TypeError("fit: init must be a dict {parameter name: natural-space value}")
     coords = options.pop("coords", None)
     show = _progress.resolve(options.pop("progress", None))
-    obj = Objective(model, data, init=init)
+    if is_partitioned(data):  # dask arrays: the passes over the rows run on the cluster
+        from .solvers._partitioned import partitioned_objective
+
+        obj = partitioned_objective(model, data, method, options)
+    else:
+        obj = Objective(model, data, init=init)
     if coords is not None or any(s.get("dims") for s in obj.sites):
         obj.set_coords(coords)
     with _progress.enabled(show):
         result = REGISTRY[method].solve(obj, dict(options))
+    if obj.partitioned is not None:  # passes over the rows, bytes read, the scheduler
+        result.diagnostics.update(obj.partitioned.info)
     return Fit._from(result)
 
 
@@ -163,16 +171,23 @@ class Fit:
         return REGISTRY[self.method].kind
 
     @property
+    def latent(self) -> tuple:
+        """The program's ``latent`` sites (integrated out by mle/map, sampled by the posterior
+        methods); every other site is a param."""
+        return tuple(getattr(self._result.objective, "latent", ()))
+
+    @property
     def is_point(self) -> bool:
         return self.kind == "point"
 
     @property
     def sites(self) -> tuple:
-        """The fitted sites in program order, as :class:`Site` ``(name, shape, kind)``: ``kind`` is
-        ``"param"`` for a ``param`` and ``"latent"`` for any other sampled site."""
-        return tuple(
-            Site(s["name"], tuple(s["shape"]), "param" if s["param"] else "latent") for s in self._result.objective.sites
-        )
+        """The fitted sites in table order, as :class:`Site` ``(name, shape, kind)``: the params
+        (``kind="param"``; a plain ``numpyro.sample`` site is one too) in program order, then the
+        ``latent`` sites (``kind="latent"``), listed apart."""
+        sites = self._result.objective.sites
+        ordered = [s for s in sites if s.get("kind") != "latent"] + [s for s in sites if s.get("kind") == "latent"]
+        return tuple(Site(s["name"], tuple(s["shape"]), s.get("kind", "param")) for s in ordered)
 
     # -- what the workflow layer reads (predict, criteria, sensitivity) ----------------------
 
@@ -283,12 +298,16 @@ class Fit:
             posterior = self.draws
             zdraws = r.materialize().zdraws
         groups = dict(posterior=posterior)
-        if obj.observed:
+        # rows on a cluster: observed_data and log_likelihood would bring every row into memory
+        in_memory = obj.partitioned is None
+        if obj.observed and in_memory:
             groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}
         if r.sample_stats is not None:
             groups["sample_stats"] = r.sample_stats
         n_cells = 0 if zdraws is None else int(np.prod(zdraws.shape[:2])) * obj.n_obs
-        if log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
+        if not in_memory:
+            attrs_note = "observed_data and log_likelihood omitted: the data are partitioned (dask); score them with log_predictive_density"
+        elif log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
             attrs_note = (
                 f"log_likelihood omitted: {n_cells:.2e} values (draws x observations) exceed "
                 f"{_MAX_LOGLIK_CELLS:.0e}; thin the draws or score a subset of the data"
@@ -296,7 +315,7 @@ class Fit:
             log_likelihood = False
         else:
             attrs_note = ""
-        if log_likelihood and zdraws is not None and obj.observed:
+        if log_likelihood and zdraws is not None and obj.observed and in_memory:
             c, d = zdraws.shape[:2]
             ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
             groups["log_likelihood"] = {
@@ -340,15 +359,15 @@ class Fit:
             labels = self.labels()
             r = self._result
             if self.is_point:
-                c = np.full((len(labels), len(labels)), np.nan) if r.cov is None else np.asarray(r.cov)
+                if r.cov is None:
+                    c = np.full((len(labels), len(labels)), np.nan)
+                else:  # the solver's covariance is in program order; the table lists latents last
+                    order = self._table_order()
+                    c = np.asarray(r.cov)[np.ix_(order, order)]
             elif self.draws is None:
                 c = np.full((len(labels), len(labels)), np.nan)
             else:
-                sites = r.objective.sites
-                flat = np.concatenate(
-                    [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in sites], axis=1
-                )
-                c = np.atleast_2d(np.cov(flat, rowvar=False))
+                c = np.atleast_2d(np.cov(self.flat_draws(), rowvar=False))
             self._cache["cov"] = pd.DataFrame(c, index=pd.Index(labels, name="param"), columns=labels)
         return self._cache["cov"].copy()
 
@@ -400,9 +419,19 @@ class Fit:
         """Scalar parameter labels: ``slope``, ``w[0]``, ``w[1]``, ..."""
         obj: Objective = self._result.objective
         out = []
-        for s in obj.sites:
-            out += obj.site_labels(s["name"], s["shape"])
+        for s in self.sites:
+            out += obj.site_labels(s.name, s.shape)
         return out
+
+    def _table_order(self) -> np.ndarray:
+        """Positions in the solver's flat (program-order) vector of the table's entries."""
+        start, i = {}, 0
+        for s in self._result.objective.sites:
+            start[s["name"]] = i
+            i += int(np.prod(s["shape"], dtype=int))
+        return np.concatenate(
+            [start[s.name] + np.arange(int(np.prod(s.shape, dtype=int))) for s in self.sites]
+        ).astype(int)
 
     def flat(self, d: dict) -> np.ndarray:
         """A dict of per-site arrays (``estimate``, ``stderr``, a truth) as one vector in the
@@ -485,14 +514,22 @@ class Fit:
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
+        # the latents' rows (after the params'): for mle/map their conditional modes and sds
+        obj = self._result.objective
+        df.attrs["latent"] = [lab for s in self.sites if s.kind == "latent" for lab in obj.site_labels(s.name, s.shape)]
         return df
 
     def __repr__(self) -> str:
         d = self.diagnostics
         head = f"Fit(method={self.method!r}, model={self.model_name!r}, converged={d.get('converged')})"
+        summary = self.summary()
+        latent = summary.attrs["latent"]
         with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 4):
-            table = self.summary().to_string()
+            table = summary.drop(index=latent).to_string()
         lines = [head, table]
+        if latent:
+            how = "integrated out; their conditional modes and sds" if self.is_point else "sampled with the params; their posterior means and sds"
+            lines.append(f"latent: {', '.join(self.latent)} ({len(latent)} values, {how} are in summary())")
         warnings = d.get("warnings") or []
         if warnings:
             lines.append(f"{len(warnings)} warning(s):")

@@ -1,11 +1,13 @@
-"""The program primitives: ``param`` and ``observe``.
+"""The program primitives: ``param``, ``latent`` and ``observe``.
 
 A probmodels program is a plain numpyro model. ``param`` is a numpyro sample site marked as a
 model parameter (so that MLE can ignore its prior with one handler); a parameter with no prior is
 a sample site with an improper flat density over its support (``dist.ImproperUniform``), so
 ``trace``, ``condition`` and ``Predictive`` see it. ``observe`` is a numpyro sample site of a
 noise model bound to a prediction: simulated when ``obs`` is None, conditioned on ``obs``
-otherwise.
+otherwise. ``latent`` is a numpyro sample site marked as a random quantity of the model (a group
+effect): its distribution, which may depend on parameters, is part of the likelihood, so MLE and
+MAP integrate it out (Laplace) and the posterior methods sample it with the parameters.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import Distribution as _Distribution
 from numpyro.distributions import constraints
 
 from ._data import first_index
 from .noise import Link, NoiseModel, Noisy
 
-__all__ = ["param", "observe", "as_constraint", "support_text", "PARAM", "OBSERVE"]
+__all__ = ["param", "latent", "observe", "as_constraint", "support_text", "PARAM", "LATENT", "OBSERVE"]
 
 PARAM = "param"
+LATENT = "latent"
 OBSERVE = "observe"
 _MARK = "probmodels"
 
@@ -157,6 +161,66 @@ def _check_dims(dims, shape, where) -> tuple:
             "give one name per axis"
         )
     return dims
+
+
+def latent(name: str, dist, *, shape=()):
+    """A random quantity of the model (a group effect ``u_j``), not a parameter.
+
+    Its distribution, which may depend on parameters (``dist.Normal(0, tau)``), is part of the
+    likelihood: ``mle`` and ``map`` integrate every latent site out by the Laplace approximation
+    at its conditional mode and maximise the marginal likelihood over the parameters (as lme4's
+    ``glmer`` and TMB do; exact for Gaussian latents in a Gaussian model), and report the
+    latent's conditional mode and conditional sd at the estimate. ``laplace``, ``vi`` and
+    ``nuts`` treat it as an ordinary unknown of the joint posterior.
+
+    .. math::
+
+        L(\\theta) = \\int p(x \\mid u, \\theta)\\, p(u \\mid \\theta)\\, du
+
+    Parameters
+    ----------
+    name : str
+        The site name.
+    dist : numpyro Distribution
+        The latent's distribution (continuous); it is not a prior and MLE does not ignore it.
+    shape : tuple of int
+        Makes a scalar distribution i.i.d. over that shape: ``latent("u", dist.Normal(0, tau),
+        shape=(n_groups,))``.
+
+    Returns
+    -------
+    The latent's value (an array of ``shape``, or the distribution's shape).
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> from probmodels import param, latent, observe, noise
+    >>> def random_intercept(group, n_groups, u, x=None):
+    ...     b = param("b", shape=(2,))
+    ...     tau = param("tau", support="positive")
+    ...     a = latent("a", dist.Normal(0.0, tau), shape=(n_groups,))
+    ...     return observe("x", b[0] + b[1] * u + a[group] + noise.Gaussian(1.0), obs=x)
+    """
+    where = f"latent({name!r})"
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"latent: name must be a non-empty string, got {name!r}")
+    try:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    if not isinstance(dist, _Distribution):
+        raise TypeError(
+            f"{where}: dist must be a numpyro distribution (e.g. dist.Normal(0, tau)), got {dist!r}; "
+            "a quantity with no distribution is a param"
+        )
+    if dist.support.is_discrete:
+        raise ValueError(
+            f"{where}: {type(dist).__name__} is discrete; latent sites are continuous (marginalise "
+            "a discrete latent variable out of the program)"
+        )
+    return numpyro.sample(name, _shaped_prior(dist, shape, where), infer={_MARK: LATENT})
 
 
 def _shaped_prior(prior, shape, where):

@@ -206,6 +206,8 @@ def psis(obj: Objective, zs, log_q, method: str):
     import arviz as az
 
     zs = np.asarray(zs)
+    if obj.partitioned is not None:  # each draw's log density would be a pass over all rows
+        return float("nan"), np.full(len(zs), -np.log(len(zs))), []
     log_p = np.asarray(obj.fns["log_joint_batch"](np.asarray(zs), obj.arrays))
     log_w = log_p - np.asarray(log_q)
     warnings = []

@@ -38,7 +38,7 @@ from numpyro.primitives import Messenger
 from .._config import jit
 from .._data import as_data, first_index
 from ..noise import LaplaceNoise
-from ..program import _MARK, OBSERVE, PARAM, support_text
+from ..program import _MARK, LATENT, OBSERVE, PARAM, support_text
 
 __all__ = ["Objective", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
 
@@ -266,6 +266,8 @@ def _prototype(model, static, init_names):
                     shape=tuple(jnp.shape(site["value"])),
                     zshape=tuple(jnp.shape(z)),
                     param=site["infer"].get(_MARK) == PARAM,
+                    # "latent": integrated out by the point solvers (see _marginal.py)
+                    kind=LATENT if site["infer"].get(_MARK) == LATENT else PARAM,
                     flat=_is_flat(fn),
                     support=fn.support,
                     prior=type(_base(fn)).__name__,
@@ -340,6 +342,10 @@ def _natural_value(z, jacobian, site):
     fn = site["fn"]
     t = biject_to(fn.support)
     value = t(z[name])
+    # jacobian: True/False for every site, or the names of the sites that get it (the latents of
+    # a marginal point fit, integrated on their unconstrained scale)
+    if not isinstance(jacobian, bool):
+        jacobian = name in jacobian
     if jacobian and not _is_real(fn.support):
         log_det = t.log_abs_det_jacobian(z[name], value)
         extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
@@ -384,7 +390,8 @@ class Objective:
         Non-array data (part of the compile key) and array data (traced arguments).
     sites : list of dict
         One entry per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
-        (unconstrained), ``param`` (a ``param`` site), ``flat`` (no prior), ``support``.
+        (unconstrained), ``param`` (a ``param`` site), ``kind`` (``"param"``, or ``"latent"`` for
+        a ``latent`` site), ``flat`` (no prior), ``support``.
     observed : dict
         Observed sites: name -> observed array.
     z0 : array
@@ -393,6 +400,8 @@ class Objective:
         A label per coordinate of ``z`` (``w[3]``; for constrained vector sites the unconstrained
         coordinates are labelled by their index too).
     """
+
+    partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
 
     def __init__(self, model, data, init=None):
         self.model = model
@@ -429,6 +438,7 @@ class Objective:
         self.n_obs = int(sum(info["n_obs"].values()))
         if not self.sites:
             raise ValueError(f"fit({self.name}): the program has no parameters to fit")
+        self.latent = tuple(s["name"] for s in self.sites if s["kind"] == LATENT)
 
         # ravel_pytree sorts dict keys; a list keeps z in trace order (labels, tables, warnings).
         names = [s["name"] for s in self.sites]
@@ -519,6 +529,11 @@ class Objective:
         ``param(..., dims=...)`` (a dim without coords is labelled 0, 1, ...)."""
         self.coords = site_coords(self.sites, coords, self.name)
         self._label_z()
+
+    def score_outer(self, z):
+        """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
+        scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
+        return scores.T @ scores
 
     def site_labels(self, name, shape):
         return site_labels(name, shape, self.sites, self.coords)

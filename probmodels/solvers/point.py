@@ -46,6 +46,7 @@ POINT_DEFAULTS = dict(
     draws=4000,
     jacobian=False,
     starts=1,
+    joint=False,
 )
 _NEWTON_MAX_DIM = 200
 _HESSIAN_MAX_DIM = 3000
@@ -195,6 +196,8 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     ``post`` is one compiled call: the objective at the existence probes, the natural values, their
     Jacobian and the log-likelihood at z.
     """
+    if obj.partitioned is not None:  # rows on a dask cluster: Newton, one pass per step
+        return obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
@@ -504,8 +507,14 @@ def _boundary_params(obj, z):
 
 
 def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
-    """MLE (``priors=False``) or MAP; see the module docstring."""
+    """MLE (``priors=False``) or MAP; see the module docstring. A program with ``latent`` sites
+    gets the marginal fit (latents integrated out, ``_marginal.py``) unless ``joint=True`` asks
+    for the joint mode over params and latents together."""
     opts = check_options(method, options, POINT_DEFAULTS)
+    if getattr(obj, "latent", ()) and not opts["joint"]:
+        from ._marginal import solve_marginal
+
+        return solve_marginal(obj, method, options, solve_point)
     priors = method == "map"
     if not priors and not obj.observed:
         raise ValueError(f"fit({obj.name}, method='mle'): the program observes nothing (no observe(..., obs=x)), so there is no likelihood")
@@ -638,8 +647,7 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         if stderr_kind == "sandwich":
             if method != "mle":
                 raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
-            scores = np.asarray(obj.fns["scores"](np.asarray(z), obj.arrays))
-            meat = scores.T @ scores
+            meat = obj.score_outer(z)
             cov_z = cov_z @ meat @ cov_z
     if drop and cov_z is not None:
         at_zero = (lam > 0) & (z == center)

@@ -109,7 +109,8 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
                 def step(carry, _):
                     s, k = carry
                     k, sub = jax.random.split(k)
-                    idx = jax.random.randint(sub, (b,), 0, n_total)
+                    # (the rows at hand: all N in memory, a pool drawn from them on a cluster)
+                    idx = jax.random.randint(sub, (b,), 0, arrays[keys[0]].shape[0])
                     batch = {name: (v[idx] if name in keys else v) for name, v in arrays.items()}
                     s, loss = svi.update(s, arrays=batch, obs_scale=scale)
                     return (s, k), (loss, svi.optim.get_params(s.optim_state))
@@ -226,8 +227,16 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         budget = steps - chunk_n * len(_ANNEAL)
         done = 0
         bar = _progress.StepProgress(steps) if _progress.wanted() else None
+
+        def rows(k):
+            # partitioned rows: each chunk of steps draws its minibatches from a fresh pool of
+            # rows drawn uniformly across all chunks of the data (each step's rows stay uniform)
+            if obj.partitioned is None:
+                return obj.arrays
+            return obj.partitioned.minibatch_pool(obj, chunk_n * minibatch[2], int(opts["seed"]), k)
+
         while done + chunk_n <= budget:
-            state, rng, loss, _ = chunk(state, obj.arrays, rng, chunk_n)
+            state, rng, loss, _ = chunk(state, rows(len(losses)), rng, chunk_n)
             loss = np.asarray(loss)
             losses.append(loss)
             done += chunk_n
@@ -241,7 +250,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
                     break
         for factor in _ANNEAL:
             state = _with(state, lr=lr0 * factor)
-            state, rng, loss, averaged = chunk(state, obj.arrays, rng, chunk_n)
+            state, rng, loss, averaged = chunk(state, rows(len(losses)), rng, chunk_n)
             losses.append(np.asarray(loss))
             done += chunk_n
         if bar is not None:
