@@ -60,6 +60,10 @@ class _Restored:
 
 
 def _encode(v):
+    from .solvers.base import Finding
+
+    if isinstance(v, Finding):  # a warning keeps its category (the report groups by it)
+        return {"__finding__": v.category, "text": v.text}
     if isinstance(v, np.ndarray):
         return {"__ndarray__": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
     if isinstance(v, (np.bool_,)):
@@ -85,6 +89,10 @@ def _decode(v):
     if isinstance(v, dict):
         if "__ndarray__" in v:
             return np.asarray(v["__ndarray__"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+        if "__finding__" in v:
+            from .solvers.base import Finding
+
+            return Finding(v["__finding__"], v["text"])
         return {k: _decode(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_decode(x) for x in v]
@@ -197,7 +205,10 @@ def load(path: str):
     """A ``Fit`` from a file written by :func:`save`."""
     import arviz as az
 
-    idata = az.from_netcdf(str(path))
+    # eager: the file is read and closed (lazy loading keeps it open, and a later save to the
+    # same path could not overwrite it)
+    with az.rc_context({"data.load": "eager"}):
+        idata = az.from_netcdf(str(path))
     text = idata.posterior.attrs.get(_ATTR)
     if text is None:
         raise ValueError(

@@ -155,6 +155,8 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     coords = getattr(spec, "COORDS", None)
     if coords:  # labels for the dims of param(..., dims=...), in every fit
         options = {m: {"coords": coords, **options.get(m, {})} for m in set(METHODS) | set(options)}
+    if quiet:  # no progress bars either
+        options = {m: {"progress": False, **options.get(m, {})} for m in set(METHODS) | set(options)}
     if quick:
         for m, solver in REGISTRY.items():
             if solver.quick:

@@ -193,11 +193,19 @@ def test_netcdf_round_trip(tmp_path, logit_mle, line_nuts):
         f.save(path)
         g = probmodels.load(path)
         _round_trips(f, g)
+        f.save(path)  # the loaded fit holds no open file: the path can be written again
         _round_trips(f, pickle.loads(pickle.dumps(g)))
     table = probmodels.compare({"MLE": probmodels.load(tmp_path / "mle.nc"), "again": logit_mle})
     np.testing.assert_array_equal(table["MLE"]["estimate"], table["again"]["estimate"])
     g = probmodels.load(tmp_path / "nuts.nc")
     assert "log_likelihood" in g.to_arviz().groups()
+    # warnings keep their categories: perfect separation (statsmodels' textbook case)
+    u = np.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    sep = probmodels.fit(logit, {"u": u[:, None], "x": (u > 0).astype(float)}, "mle")
+    assert sep.diagnostics["warnings"]
+    sep.save(tmp_path / "sep.nc")
+    back = probmodels.load(tmp_path / "sep.nc").diagnostics["warnings"]
+    assert [(w.category, str(w)) for w in back] == [(w.category, str(w)) for w in sep.diagnostics["warnings"]]
     with pytest.raises(ValueError, match="without a probmodels fit"):
         line_nuts.to_arviz().to_netcdf(tmp_path / "plain.nc")
         probmodels.load(tmp_path / "plain.nc")

@@ -113,7 +113,7 @@ def _sampler(obj: Objective, opts: dict):
     show = _progress.wanted()
 
     def kernel_of(rng_key):
-        """The transition, reporting progress every 1% of a chain (told apart by its key)."""
+        """The transition, reporting progress every 2% of a chain (told apart by its key)."""
         if not show:
             return sample_kernel
 
