@@ -127,7 +127,12 @@ class Fit:
     diagnostics : dict
         ``converged`` and ``warnings`` always; ``compile_s``, ``run_s``; for NUTS also
         ``divergences``, ``max_rhat``, ``min_ess_bulk``; for optimisers ``iterations``,
-        ``grad_norm``; for VI the ``elbo`` trace.
+        ``grad_norm``; for VI the ``elbo`` trace. Each warning is a
+        :class:`probmodels.solvers.Finding`: a ``str`` with a ``category``.
+
+    The layers above a fit (compare, the report, calibrate) use its public accessors:
+    :meth:`labels`, :attr:`sites`, :meth:`flat`, :meth:`flat_draws`,
+    :meth:`pointwise_log_likelihood`, :attr:`model`, :attr:`data`, :attr:`kind`.
     """
 
     method: str
