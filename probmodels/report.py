@@ -123,6 +123,7 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     Report
     """
     from . import _report_figures as figs
+    from . import _report_workflow as workflow
     from ._report_render import write
 
     path = model or DEFAULT_MODEL
@@ -181,10 +182,17 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     if alternatives:
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
     rep.findings = findings(rep.fits)
+    _progress("criteria and prior sensitivity ...", quiet)
+    t0 = time.perf_counter()
+    workflow.workflow_tables(rep)
+    rep.timings["criteria and sensitivity"] = time.perf_counter() - t0
 
     # 3. figures
     _progress("figures ...", quiet)
     rep.figures = figs.all_figures(rep, program, data, observed, truth, alternatives)
+    t0 = time.perf_counter()
+    rep.figures.update(workflow.workflow_figures(rep, program, data, observed))
+    rep.timings["predictive figures"] = time.perf_counter() - t0
     rep.timings["total"] = time.perf_counter() - t_all
     if out is not None:
         rep.files = write(rep, out, quick=quick, model_path=path)
