@@ -85,7 +85,10 @@ def workflow_figures(rep, program, data, observed) -> dict:
     fits = {k: f for k, f in rep.fits.items() if f.is_point or f.draws is not None}
     if fits:
         u_key = _one_input(next(iter(fits.values())), observed)
-        figs["predictive"] = _bands(fits, u_key, data, observed) if u_key else _ppcs(fits, observed)
+        try:
+            figs["predictive"] = _bands(fits, u_key, data, observed) if u_key else _ppcs(fits, observed)
+        except (ValueError, TypeError) as err:  # a program predict cannot serve: said, not fatal
+            rep.notes.append(f"no predictive figure: {err}")
     return figs
 
 
@@ -110,8 +113,10 @@ def _bands(fits, u_key, data, observed):
     new[u_key] = grid
     fig, axes = plt.subplots(1, len(fits), figsize=(3.4 * len(fits), 3.2), sharey=True, squeeze=False)
     for ax, (label, f) in zip(axes[0], fits.items()):
-        # the same number of draws for every method: one compiled predictive for all of them
-        p = f.predict(new, draws=min(1000, _n_draws(f)), parameter_uncertainty=f.is_point)
+        # the same number of draws for every method: one compiled predictive for all of them; a
+        # point fit without its Gaussian approximation (see its warnings) gives the plug-in only
+        n = 1000 if f.draws is None else min(1000, _n_draws(f))
+        p = f.predict(new, draws=n, parameter_uncertainty=f.is_point and f.draws is not None)
         s = p.summary(prob=0.9)
         ax.plot(u, np.asarray(data[observed]), "o", color="0.5", ms=2.5, zorder=1)
         ax.fill_between(grid, s["obs_low"], s["obs_high"], color="C0", alpha=0.18, lw=0, label="90% new x")
@@ -139,7 +144,9 @@ def _ppcs(fits, observed):
         if "posterior_predictive" not in idata.groups():
             ax.set_title(f"{label}: too many replicates")
             continue
-        az.plot_ppc(idata, num_pp_samples=50, ax=ax, var_names=[observed] if observed in idata.posterior_predictive else None, legend=False)
+        pp = idata.posterior_predictive
+        n = int(np.prod([pp.sizes["chain"], pp.sizes["draw"]]))
+        az.plot_ppc(idata, num_pp_samples=min(50, n), ax=ax, var_names=[observed] if observed in pp else None, legend=False)
         ax.set_title(f"{label} ({'plug-in' if f.is_point else 'posterior'})", fontsize=9)
     fig.suptitle("Predictive checks: replicated against observed data, per method", y=1.02)
     fig.tight_layout()
