@@ -22,12 +22,12 @@ from . import noise, plots, priors
 from .calibrate import calibrate
 from .compare import compare
 from .criteria import criteria
-from .fit import METHODS, Fit, fit
+from .fit import METHODS, Fit, fit, load
 from .predict import Prediction, prior_predictive
-from .program import observe, param
+from .program import latent, observe, param
 from .report import report
 from .sensitivity import sensitivity
 
-__all__ = ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate",
-           "Prediction", "prior_predictive", "criteria", "sensitivity"]
+__all__ = ["param", "latent", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "load", "compare", "report",
+           "calibrate", "Prediction", "prior_predictive", "criteria", "sensitivity"]
 __version__ = "0.1.0"

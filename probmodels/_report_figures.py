@@ -4,6 +4,7 @@ and the penalty geometry of the noise models compared."""
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import arviz as az
 import jax
@@ -13,19 +14,22 @@ from numpyro.infer import Predictive
 
 from .plots import plot_penalty_geometry
 
-__all__ = ["all_figures", "noise_models_at"]
+__all__ = ["all_figures", "noise_models_at", "FigureInputs"]
 
 
+class FigureInputs(NamedTuple):
+    """What the report hands the figures (the report decides; the figures draw)."""
 
-def _posterior_fit(fits):
-    for label in ("NUTS", "VI", "Laplace"):
-        if label in fits and fits[label].draws is not None:
-            return label, fits[label]
-    return None, None
-
-
-def _var_names(f):
-    return [s["name"] for s in f._result.objective.sites]
+    fits: dict  # label -> Fit
+    posterior: tuple  # (label, Fit) whose densities and PPC are drawn, or (None, None)
+    sampler: tuple  # (label, Fit) of an MCMC run for the trace and rank plots, or (None, None)
+    points: dict  # label -> point Fit, marked on the densities
+    truth: dict | None  # scalar label -> true value (NaN where unknown)
+    program: object
+    data: dict
+    observed: str
+    point_values: dict | None  # site -> value the program's noise models are drawn at
+    alternatives: dict  # label -> (program, its estimate or None)
 
 
 MAX_PANELS = 12
@@ -35,7 +39,7 @@ def _selection(f, budget=MAX_PANELS):
     """``(var_names, coords)`` showing at most ``budget`` scalar entries: whole sites while they
     fit, else the leading entries of the first site (a 196-entry matrix makes a 9000-pixel
     forest plot)."""
-    sizes = {s["name"]: s["shape"] for s in f._result.objective.sites}
+    sizes = {s.name: s.shape for s in f.sites}
     names, total = [], 0
     for name, shape in sizes.items():
         n = int(np.prod(shape, dtype=int))
@@ -45,20 +49,24 @@ def _selection(f, budget=MAX_PANELS):
     if names:
         return names, {}
     name, shape = next(iter(sizes.items()))
+    site = next(s for s in f._result.objective.sites if s["name"] == name)
+    labels = getattr(f._result.objective, "coords", None) or {}
     keep, left = {}, budget
     for d, n in enumerate(shape):
         k = max(1, min(n, int(left)))
-        keep[f"{name}_dim_{d}"] = list(range(k))
+        dim = site["dims"][d] if site.get("dims") else f"{name}_dim_{d}"  # param(..., dims=...)
+        keep[dim] = list(labels.get(dim, range(n)))[:k]
         left = max(1, left // k)
     return [name], keep
 
 
-def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
-
+def all_figures(inputs: FigureInputs) -> dict:
+    """The report's figures (matplotlib), by name."""
     figs = {}
-    fits = {k: f for k, f in rep.fits.items() if f.draws is not None}
-    var_names, coords = _selection(next(iter(rep.fits.values())))
-    entries = int(sum(np.prod(np.shape(next(iter(rep.fits.values())).estimate[v])) for v in var_names)) if not coords else MAX_PANELS
+    first = next(iter(inputs.fits.values()))
+    fits = {k: f for k, f in inputs.fits.items() if f.draws is not None}
+    var_names, coords = _selection(first)
+    entries = int(sum(np.prod(np.shape(first.estimate[v])) for v in var_names)) if not coords else MAX_PANELS
     if fits:
         idatas = [f.to_arviz(log_likelihood=False, posterior_predictive=False) for f in fits.values()]
         axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, coords=coords, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * entries * max(1, len(fits) / 3)))
@@ -66,23 +74,23 @@ def all_figures(rep, program, data, observed, truth, alternatives) -> dict:
         ax.set_title("94% intervals: Wald (MLE, MAP; Gaussian approximation) and HDI (posteriors)")
         figs["forest"] = ax.figure
 
-    label, post = _posterior_fit(rep.fits)
+    label, post = inputs.posterior
     if post is not None:
-        figs["densities"] = _densities(rep, label, post, truth)
-    if "NUTS" in rep.fits:
-        idata = rep.fits["NUTS"].to_arviz(log_likelihood=False, posterior_predictive=False)
+        figs["densities"] = _densities(inputs.points, label, post, inputs.truth)
+    sampler_label, sampler = inputs.sampler
+    if sampler is not None:
+        idata = sampler.to_arviz(log_likelihood=False, posterior_predictive=False)
         axes = az.plot_trace(idata, var_names=var_names, coords=coords, compact=True, figsize=(10, 1.8 * len(var_names)))
-        np.ravel(axes)[0].figure.suptitle("NUTS trace" + (" (leading entries)" if coords else ""), y=1.0)
+        np.ravel(axes)[0].figure.suptitle(f"{sampler_label} trace" + (" (leading entries)" if coords else ""), y=1.0)
         np.ravel(axes)[0].figure.tight_layout()
         figs["trace"] = np.ravel(axes)[0].figure
         axes = az.plot_rank(idata, var_names=var_names, coords=coords, figsize=(10, 2.4 * int(np.ceil(entries / 3))))
         figs["rank"] = np.ravel(axes)[0].figure
-    if post is not None and observed in data:
-        figs["ppc"] = _ppc(program, data, observed, post, label)
-    models = noise_models_at(program, data, rep.fits, "program")
-    for alt_label, alt in alternatives.items():
-        alt_fit = rep.alternative_fits.get(alt_label)
-        models.update(noise_models_at(alt, data, {"posterior": alt_fit} if alt_fit else None, alt_label))
+    if post is not None and inputs.observed in inputs.data:
+        figs["ppc"] = _ppc(inputs.program, inputs.data, inputs.observed, post, label)
+    models = noise_models_at(inputs.program, inputs.data, inputs.point_values, "program")
+    for alt_label, (alt, values) in inputs.alternatives.items():
+        models.update(noise_models_at(alt, inputs.data, values, alt_label))
     additive = {k: m for k, m in models.items() if getattr(m, "additive", False)}
     if additive:
         width = 6.0 * max(_scale_of(m) for m in additive.values())
@@ -98,29 +106,23 @@ def _scale_of(m) -> float:
     return float(np.max(np.asarray(s))) if s is not None else 1.0
 
 
-def _densities(rep, label, post, truth):
+def _densities(points, label, post, truth):
     import matplotlib.pyplot as plt
 
     labels = post.labels()[:MAX_PANELS]
     cols = min(3, len(labels))
     rows = int(np.ceil(len(labels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    flat = {}
-    for s in post._result.objective.sites:
-        d = np.asarray(post.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int)))
-        for j, lab in enumerate(post._result.objective.site_labels(s["name"], s["shape"])):
-            flat[lab] = d[:, j]
-    marks = {k: f for k, f in rep.fits.items() if f.method in ("mle", "map")}
+    draws = post.flat_draws()
+    flat = {lab: draws[:, j] for j, lab in enumerate(post.labels())}
     for ax, lab in zip(axes.ravel(), labels):
         az.plot_kde(flat[lab], ax=ax, plot_kwargs={"color": "C0"})
         ax.set_title(lab)
-        for i, (mlabel, f) in enumerate(marks.items()):
-            est = f._flat(f.estimate)[f.labels().index(lab)]
+        for i, (mlabel, f) in enumerate(points.items()):
+            est = f.flat(f.estimate)[f.labels().index(lab)]
             ax.axvline(est, color=f"C{i + 1}", lw=2.5 - i, ls=("-", ":")[i % 2], label=mlabel)
         if truth is not None:
-            from .report import _truth
-
-            t = _truth(truth, lab)
+            t = truth.get(lab, np.nan)
             if np.isfinite(t):
                 ax.axvline(t, color="k", ls="--", lw=1.2, label="truth")
         ax.set_yticks([])
@@ -149,20 +151,14 @@ def _ppc(program, data, observed, post, label, n=200):
     return ax.figure
 
 
-def noise_models_at(program, data, fits, label) -> dict:
-    """The noise model of each observation of ``program``, with its parameters at a point
-    estimate (MAP, else MLE, else the starting point); array scales are summarised by their
-    median (heteroscedastic noise)."""
-    values = None
-    if fits:
-        for key in ("MAP", "MLE", "posterior"):
-            if key in fits:
-                values = {k: np.asarray(v) for k, v in fits[key].estimate.items()}
-                break
-    from .solvers._objective import Objective
+def noise_models_at(program, data, values, label) -> dict:
+    """The noise model of each observation of ``program``, with its parameters at ``values``
+    (``{site: value}``: a point estimate) or, when None, at the starting point; array scales are
+    summarised by their median (heteroscedastic noise)."""
+    from .solvers import Objective
 
-    obj = Objective(program, data)
     if values is None:
+        obj = Objective(program, data)
         values = {k: np.asarray(v) for k, v in obj.natural(obj.z0).items()}
     tr = handlers.trace(handlers.substitute(program, data=values)).get_trace(**data)
     out = {}

@@ -7,11 +7,12 @@ import base64
 import html
 import io
 import os
+import time
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["write", "markdown_table"]
+__all__ = ["write", "markdown_table", "shown_findings", "timing_table"]
 
 CAPTIONS = {
     "forest": "All methods side by side: 94% Wald intervals for the point fits (their Gaussian approximation) and 94% HDIs for the posteriors.",
@@ -107,8 +108,25 @@ img { max-width: 100%; } .note { color: #666; font-size: 0.9em; } pre { backgrou
 """
 
 
+def shown_findings(findings):
+    """``(findings with something found, categories that found nothing)``: the clean categories
+    collapse to one line."""
+    clean = [c for c, label, text in findings if label is None and text == "none found"]
+    return [f for f in findings if f[0] not in clean], clean
+
+
+def timing_table(rep, write_s: float):
+    """Add the time spent writing files and a remainder row, so the table sums to the total."""
+    rep.timings["writing files"] = write_s
+    rep.timings["total"] = rep.timings.get("total", 0.0) + write_s
+    listed = sum(v for k, v in rep.timings.items() if k not in ("total", "other"))
+    rep.timings["other"] = max(rep.timings["total"] - listed, 0.0)
+    rep.timings["total"] = rep.timings.pop("total")  # last row
+
+
 def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
     """Write every file of the report into ``out``; returns their paths."""
+    t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     files = []
     images = {}
@@ -125,16 +143,24 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         files.append(path)
     for label, f in rep.fits.items():
         path = os.path.join(out, f"fit_{f.method}.nc")
-        f.to_arviz().to_netcdf(path)
+        # what the report shows: a point fit's estimate and covariance (not 4000 draws of its
+        # Gaussian approximation), a posterior's draws, the log-likelihood of NUTS and of the fit
+        # whose LOO is shown (draws x observations: 7 MB for 4000 draws of 236 rows); probmodels.load
+        # reads each back as a Fit
+        f.save(path, draws=not f.is_point, log_likelihood=f.method == "nuts" or label == rep.loo_fit)
         files.append(path)
+    timing_table(rep, time.perf_counter() - t0)
 
     md = [f"# {rep.title}", "", rep.description, ""]
     if quick:
         md += ["_Quick settings: short NUTS and VI runs (a preview, not a final analysis)._", ""]
     md += [f"Model file: `{model_path}`. Methods: {', '.join(rep.fits)}. Total time {rep.timings.get('total', 0):.0f} s.", ""]
     md += ["## Findings", ""]
-    for category, label, text in rep.findings:
+    found, clean = shown_findings(rep.findings)
+    for category, label, text in found:
         md.append(f"- **{category}**: " + (f"{label}: {text}" if label else text))
+    if clean:
+        md.append(f"- none found: {', '.join(clean)}")
     md += [""] + [f"- {n}" for n in rep.loo_notes + rep.notes]
     for key, df in rep.tables.items():
         shown = long_comparison(df) if key == "comparison" else df
@@ -153,9 +179,11 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         h.append("<p class='note'>Quick settings: short NUTS and VI runs (a preview, not a final analysis).</p>")
     h.append(f"<p class='note'>Model file: <code>{html.escape(model_path)}</code>. Methods: {', '.join(rep.fits)}. Total time {rep.timings.get('total', 0):.0f} s.</p>")
     h.append("<h2>Findings</h2>")
-    for category, label, text in rep.findings:
+    for category, label, text in found:
         cls = "ok" if label is None else "bad"
         h.append(f"<div class='finding'><b>{html.escape(category)}</b>: <span class='{cls}'>{html.escape((label + ': ' if label else '') + text)}</span></div>")
+    if clean:
+        h.append(f"<div class='finding'><b>none found</b>: <span class='ok'>{html.escape(', '.join(clean))}</span></div>")
     for n in rep.loo_notes:
         h.append(f"<div class='finding bad'>{html.escape(n)}</div>")
     for n in rep.notes:

@@ -23,8 +23,8 @@ GRID = 121
 
 
 def posterior_fit(fits: dict):
-    """``(label, fit)`` of the posterior the sections use: NUTS, else any posterior with draws."""
-    ordered = sorted(fits.items(), key=lambda kv: kv[1].method != "nuts")
+    """``(label, fit)`` of the posterior the sections use: a sampler's, else any posterior with draws."""
+    ordered = sorted(fits.items(), key=lambda kv: kv[1].kind != "sampler")
     for label, f in ordered:
         if not f.is_point and f.draws is not None:
             return label, f
@@ -65,7 +65,7 @@ def workflow_tables(rep) -> None:
             )
         rep.findings.append(("prior sensitivity", label, text))
     if flagged.empty:
-        rep.findings.append(("prior sensitivity", None, f"none found (power-scaling of the {label} posterior)"))
+        rep.findings.append(("prior sensitivity", None, "none found"))
     if table.attrs.get("unreliable"):
         rep.findings.append(("prior sensitivity", label, table.attrs["unreliable"]))
 

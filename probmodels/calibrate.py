@@ -24,20 +24,18 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 from scipy import stats
 
-from ._config import jit
+from ._data import as_data
 from .fit import METHODS, fit
-from .solvers._common import check_options, inverse_hessian, natural_moments
-from .solvers._objective import Objective
-from .solvers.nuts import NUTS_DEFAULTS, _seeded
-from .solvers.point import POINT_DEFAULTS, _l1_terms, _solver
+from .solvers import REGISTRY, Objective, SimFit
+from .solvers.base import thin
 
 __all__ = ["calibrate", "Calibration"]
 
@@ -139,136 +137,87 @@ def _simulate(model, data_inputs, observed, n_sims, seed):
     try:
         sims = Predictive(model, num_samples=n_sims)(jax.random.PRNGKey(seed), **data_inputs)
     except NotImplementedError:
+        flat = _flat_params(model, data_inputs)
         raise ValueError(
-            "calibrate: a parameter has no prior (flat), so there is nothing to draw it from; "
-            "simulation-based calibration needs a proper prior on every parameter"
+            f"calibrate: parameter(s) {flat} have no prior (flat), so there is nothing to draw "
+            "them from; simulation-based calibration needs a proper prior on every parameter "
+            "(give each param(...) a prior)"
         ) from None
     if observed not in sims:
         raise ValueError(f"calibrate: the program simulates no {observed!r}; pass observed= (the observation's name)")
     return {k: np.asarray(v) for k, v in sims.items()}
 
 
-def _labels(obj):
-    out = []
-    for s in obj.sites:
-        out += obj.site_labels(s["name"], s["shape"])
-    return out
+def _flat_params(model, data_inputs) -> list:
+    """The names of the program's flat (prior-less) parameters, found by one trace in which each
+    flat site takes a zero of its support instead of a draw (a flat density cannot be sampled)."""
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
 
+    from .solvers._objective import _is_flat
 
-def _flat(obj, values, i=None):
-    return np.concatenate([np.ravel(np.asarray(values[s["name"]] if i is None else values[s["name"]][i])) for s in obj.sites])
+    found = []
+
+    def value(site):
+        if site["type"] != "sample" or site["is_observed"]:
+            return None
+        fn = site["fn"]
+        if not _is_flat(fn):
+            return None
+        found.append(site["name"])
+        t = biject_to(fn.support)
+        return t(jax.numpy.zeros(t.inverse_shape(fn.batch_shape + fn.event_shape)))
+
+    try:
+        handlers.trace(handlers.seed(handlers.substitute(model, substitute_fn=value), 0)).get_trace(**data_inputs)
+    except Exception:  # noqa: BLE001  (the names found before a failure are still the answer)
+        pass
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
 # batched fits: one chunk of simulations
 
 
-def _run_chunk(payload):
-    """Fit one batch of simulated data sets; module-level so executors can ship it."""
-    (model, fit_model, data_inputs, observed, xs, indices, method, options, seed, n_draws) = payload
-    datasets = [{**data_inputs, observed: x} for x in xs]
-    obj = Objective(fit_model, datasets[0], init=options.get("init"))
-    batched = _batchable(obj, method)
-    if batched and method == "laplace":
-        return _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws)
-    if batched and method == "nuts":
-        return _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws)
-    out = []
-    if method in ("mle", "map"):
+class _Chunk(NamedTuple):
+    """One batch of simulated data sets and how to fit them (shipped to an executor)."""
+
+    model: object
+    fit_model: object
+    data_inputs: dict
+    observed: str
+    xs: list
+    indices: list
+    method: str
+    options: dict
+    seed: int
+    n_draws: int
+
+
+def _run_chunk(chunk: _Chunk) -> list:
+    """Fit one batch of simulated data sets: the solver's own batched form where it has one and
+    the program allows it, else one ``fit`` after another; module-level so executors can ship
+    it. A :class:`SimFit` per data set."""
+    solver = REGISTRY[chunk.method]
+    seeds = [_sim_seed(chunk.seed, i) for i in chunk.indices]
+    if solver.batched is not None:
+        obj = Objective(chunk.fit_model, {**chunk.data_inputs, chunk.observed: chunk.xs[0]}, init=chunk.options.get("init"))
+        out = solver.batched(obj, chunk.observed, chunk.xs, seeds, chunk.options, chunk.n_draws)
+        if out is not None:
+            return out
+    options = chunk.options
+    if solver.kind == "point":
         options = {"draws": 0, **options}  # the Wald interval needs no draws
-    for x, i in zip(xs, indices):
-        f = fit(fit_model, {**data_inputs, observed: x}, method, **{**options, "seed": _sim_seed(seed, i)})
-        out.append(_summarise_fit(obj, f, method, n_draws, _sim_seed(seed, i)))
+    out = []
+    for x, s in zip(chunk.xs, seeds):
+        f = fit(chunk.fit_model, {**chunk.data_inputs, chunk.observed: x}, chunk.method, **{**options, "seed": s})
+        draws = None if f.is_point or f.draws is None else thin(f.flat_draws(), chunk.n_draws)
+        out.append(SimFit(f.flat(f.estimate), f.flat(f.stderr), draws, bool(f.diagnostics["converged"])))
     return out
 
 
 def _sim_seed(seed, i):
     return int(np.asarray(jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(seed), i), (), 0, 2**31 - 1)))
-
-
-def _batchable(obj, method):
-    if method == "vi" or obj.laplace_noise:
-        return False
-    if method in ("map", "laplace") and _l1_terms(obj)[0]:
-        return False
-    return True
-
-
-def _thin(draws, n_draws):
-    """``n_draws`` draws spread evenly over the flattened (chains x draws) axis."""
-    total = draws.shape[0]
-    idx = np.linspace(0, total - 1, n_draws).round().astype(int)
-    return draws[idx]
-
-
-def _summarise_fit(obj, f, method, n_draws, seed):
-    """(estimate, se, draws or None, converged) of one ``Fit``."""
-    est = _flat(obj, f.estimate)
-    se = _flat(obj, f.stderr)
-    draws = None
-    if f.draws is not None and method not in ("mle", "map"):
-        d = np.concatenate([np.asarray(f.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in obj.sites], axis=1)
-        draws = _thin(d, n_draws)
-    return est, se, draws, bool(f.diagnostics["converged"])
-
-
-def _point_chunk(obj, observed, xs, indices, method, options, seed, n_draws):
-    opts = check_options(method, {k: v for k, v in options.items() if k in POINT_DEFAULTS or k in ("draws",)}, POINT_DEFAULTS)
-    priors = method != "mle"
-    jacobian = method == "laplace" or bool(opts["jacobian"])
-    fns = _solver(obj, "newton", priors, jacobian, (), False, "exact")
-    axes = {k: (0 if k == observed else None) for k in obj.arrays}
-    arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
-    zeros = jnp.zeros(obj.dim)
-    run = jax.vmap(fns["run_plain"], in_axes=(None, axes, None, None, None, None, None))
-    res = run(obj.z0, arrays, 0.0, zeros, zeros, float(opts["gtol"]), int(opts["max_iter"] or 500))
-    res = jax.tree_util.tree_map(np.asarray, res)
-    out = []
-    for j, i in enumerate(indices):
-        z, h = res.z[j], res.hess[j]
-        one = {**obj.arrays, observed: arrays[observed][j]}
-        est = np.concatenate([np.ravel(np.asarray(v)) for k, v in obj.fns["natural"](np.asarray(z), one).items() if k in {s["name"] for s in obj.sites}])
-        cov_z, singular, negative = inverse_hessian(obj, h)
-        converged = int(res.status[j]) == 0 and not singular and not negative
-        if method == "laplace":
-            if not np.all(np.isfinite(cov_z)):
-                out.append((est, np.full_like(est, np.nan), None, False))
-                continue
-            key = jax.random.PRNGKey(_sim_seed(seed, i))
-            chol = np.linalg.cholesky(0.5 * (cov_z + cov_z.T))
-            zs = z[None] + np.asarray(jax.random.normal(key, (n_draws, obj.dim))) @ chol.T
-            nat = obj.fns["natural_batch"](np.asarray(zs), one)
-            draws = np.concatenate([np.asarray(nat[s["name"]]).reshape(n_draws, -1) for s in obj.sites], axis=1)
-            out.append((draws.mean(0), draws.std(0, ddof=1), draws, converged))
-        else:
-            cov = natural_moments(obj, z, cov_z, arrays=one)
-            out.append((est, np.sqrt(np.clip(np.diag(cov), 0, None)), None, converged))
-    return out
-
-
-def _nuts_chunk(obj, observed, xs, indices, options, seed, n_draws):
-    opts = check_options("nuts", options, NUTS_DEFAULTS)
-    # simulations are vmapped: chains one after the other inside each (not split over devices)
-    run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts, compiled=False)
-    axes = {k: (0 if k == observed else None) for k in obj.arrays}
-    key = ("nuts_batched", tuple(sorted(axes.items())), run)
-    if key not in obj.fns["solvers"]:
-        obj.fns["solvers"][key] = jit(jax.vmap(run, in_axes=(0, None, None, axes)))
-    batched = obj.fns["solvers"][key]
-    # the keys and jittered starts fit(seed=_sim_seed(seed, i)) gives each simulation
-    seeds = np.asarray([_sim_seed(seed, i) for i in indices], dtype=np.int64)
-    amplitude = np.full(obj.dim, max(float(opts["init_jitter"]), 0.0))
-    arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
-    zs, div, *_ = batched(seeds, np.asarray(obj.z0), amplitude, arrays)
-    zs, div = np.asarray(zs), np.asarray(div)
-    out = []
-    for j in range(len(indices)):
-        one = {**obj.arrays, observed: arrays[observed][j]}
-        flat_z = zs[j].reshape(-1, obj.dim)
-        nat = obj.fns["natural_batch"](np.asarray(flat_z), one)
-        draws = np.concatenate([np.asarray(nat[s["name"]]).reshape(flat_z.shape[0], -1) for s in obj.sites], axis=1)
-        out.append((draws.mean(0), draws.std(0, ddof=1), _thin(draws, n_draws), int(div[j].sum()) == 0))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +246,8 @@ def calibrate(
         The program; every parameter needs a proper prior (the truth is drawn from it).
     data_inputs : dict
         The program's arguments except the observation (the inputs ``u``).
-    method : {"mle", "map", "laplace", "vi", "nuts"}
+    method : str
+        One of :data:`probmodels.METHODS`.
     n_sims : int
         The number of simulated data sets.
     seed : int
@@ -331,6 +281,7 @@ def calibrate(
         raise ValueError(f"calibrate: unknown method {method!r}; use one of {', '.join(METHODS)}")
     if int(n_sims) < 2:
         raise ValueError(f"calibrate: n_sims must be at least 2, got {n_sims}")
+    data_inputs = as_data(data_inputs, "calibrate")
     if observed in data_inputs:
         raise ValueError(f"calibrate: data_inputs has {observed!r}; give only the inputs, the observations are simulated")
     fit_model = fit_model or model
@@ -343,16 +294,17 @@ def calibrate(
     missing = [s["name"] for s in probe.sites if s["name"] not in sims]
     if missing:
         raise ValueError(f"calibrate: the fitted program's parameters {missing} are not simulated by the model")
-    labels = _labels(probe)
-    truth = np.stack([_flat(probe, sims, i) for i in range(n_sims)])
+    names = [site["name"] for site in probe.sites]
+    labels = [lab for site in probe.sites for lab in probe.site_labels(site["name"], site["shape"])]
+    truth = np.stack([np.concatenate([np.ravel(sims[k][i]) for k in names]) for i in range(n_sims)])
 
     chunks = [list(range(a, min(a + int(batch_size), n_sims))) for a in range(0, n_sims, int(batch_size))]
     payloads = [
-        (model, fit_model, data_inputs, observed, [sims[observed][i] for i in idx], idx, method, dict(options), seed, n_draws)
+        _Chunk(model, fit_model, data_inputs, observed, [sims[observed][i] for i in idx], idx, method, dict(options), seed, n_draws)
         for idx in chunks
     ]
     t0 = time.perf_counter()
-    if executor is None and method in ("nuts", "laplace"):
+    if executor is None and REGISTRY[method].batched is not None:
         # The first batch compiles; the rest share the machine's cores (JAX releases the GIL
         # while compiled code runs; the other methods are Python-bound and gain nothing).
         results = [_run_chunk(payloads[0])]
@@ -366,16 +318,16 @@ def calibrate(
     seconds = time.perf_counter() - t0
     results = [r for chunk in results for r in chunk]
 
-    est = np.stack([r[0] for r in results])
-    se = np.stack([r[1] for r in results])
-    converged = np.array([r[3] for r in results])
-    point = method in ("mle", "map")
+    est = np.stack([r.estimate for r in results])
+    se = np.stack([r.stderr for r in results])
+    converged = np.array([r.converged for r in results])
+    point = REGISTRY[method].kind == "point"
     if point:
         with np.errstate(divide="ignore", invalid="ignore"):
             ranks = stats.norm.cdf((truth - est) / se)
         L = None
     else:
-        draws = np.stack([r[2] for r in results])  # (n_sims, L, P)
+        draws = np.stack([r.draws for r in results])  # (n_sims, L, P)
         ranks = np.sum(draws < truth[:, None, :], axis=1).astype(float)
         L = n_draws
     bins = 10 if n_sims >= 50 else 5

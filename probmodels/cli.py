@@ -9,12 +9,15 @@ __all__ = ["main"]
 
 
 def main(argv=None) -> int:
+    from .fit import METHODS
+
     parser = argparse.ArgumentParser(prog="probmodels", description="probmodels: every loss a likelihood, every regularizer a prior.")
     sub = parser.add_subparsers(dest="command")
     rp = sub.add_parser("report", help="fit a model file by every method and write an HTML/markdown report")
     rp.add_argument("model", nargs="?", default=None, help="a model-specification file (models/<name>.py); the built-in robust-regression example when omitted")
     rp.add_argument("--out", default="probmodels-report", help="output folder (default: probmodels-report)")
-    rp.add_argument("--methods", default="mle,map,laplace,vi,nuts", help="comma-separated subset of mle,map,laplace,vi,nuts")
+    methods = ",".join(METHODS)
+    rp.add_argument("--methods", default=methods, help=f"comma-separated subset of {methods}")
     rp.add_argument("--quick", action="store_true", help="short NUTS and VI runs (a preview)")
     rp.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import pandas as pd
 from jax.scipy.special import logsumexp
 
 from .fit import HDI_PROB, Fit
-from .solvers._objective import Objective
+from .partitioned import is_partitioned
 
 __all__ = ["compare", "log_predictive_density", "heldout"]
 
@@ -55,7 +55,7 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
     pct = (f"{100 * (1 - prob) / 2:g}%", f"{100 * (1 + prob) / 2:g}%")
     cols = {}
     for k, f in fits.items():
-        est, se = f._flat(f.estimate), f._flat(f.stderr)
+        est, se = f.flat(f.estimate), f.flat(f.stderr)
         lo, hi = f.interval(prob)
         cols[(k, "estimate")] = est
         if f.is_point:
@@ -67,7 +67,7 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
             cols[(k, f"hdi_{pct[0]}")] = lo
             cols[(k, f"hdi_{pct[1]}")] = hi
             if mle is not None:
-                m = mle._flat(mle.estimate)
+                m = mle.flat(mle.estimate)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     cols[(k, "shift_from_mle_sd")] = (est - m) / se
                 cols[(k, "mle_in_hdi")] = (m >= lo) & (m <= hi)
@@ -95,23 +95,16 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
     Returns
     -------
     array of shape (number of new observations,)
+        A ``dask.array`` chunked like the rows when ``data`` holds dask arrays (partitioned
+        rows; the program must then observe one value per row).
     """
-    new = Objective(model, data)
-    old = fit._result.objective
-    if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
-        raise ValueError(
-            "log_predictive_density: the new data changes the program's parameters "
-            f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
-            "parameters must not depend on the number of observations"
-        )
-    if fit.is_point:
-        z = fit._result.zhat[None]
-    else:
-        if fit._result.zdraws is None:
-            raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
-        z = fit._result.zdraws.reshape(-1, new.dim)
-    ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
-    flat = jnp.concatenate([jnp.reshape(v, (v.shape[0], -1)) for v in ll.values()], axis=1)
+    if is_partitioned(data):  # dask arrays: scored chunk by chunk on the cluster
+        from .solvers._partitioned import partitioned_log_predictive_density
+
+        return partitioned_log_predictive_density(fit, model, data)
+    if not fit.is_point and fit.draws is None:
+        raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
+    flat = jnp.asarray(fit.pointwise_log_likelihood(data, model=model))
     return np.asarray(logsumexp(flat, axis=0) - jnp.log(flat.shape[0]))
 
 
@@ -124,7 +117,7 @@ def heldout(fits: dict, model, test: dict) -> pd.DataFrame:
     """
     rows, point = {}, {}
     for label, f in fits.items():
-        if not f.is_point and f._result.zdraws is None:
+        if not f.is_point and f.draws is None:
             continue  # a posterior method that returned no draws (its warnings say why)
         lpd = log_predictive_density(f, model, test)
         point[label] = lpd

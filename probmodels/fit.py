@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
-from .solvers._common import SolverResult
-from .solvers._objective import Objective
-from .solvers.laplace import solve_laplace
-from .solvers.nuts import solve_nuts
-from .solvers.point import solve_point
-from .solvers.vi import solve_vi
+from . import _io, _progress
+from .partitioned import is_partitioned
+from .solvers import REGISTRY, Objective, SolverResult
 
-__all__ = ["fit", "Fit", "METHODS"]
+__all__ = ["fit", "Fit", "METHODS", "Site", "load"]
 
-_SOLVERS = {
-    "mle": solve_point,
-    "map": solve_point,
-    "laplace": solve_laplace,
-    "vi": solve_vi,
-    "nuts": solve_nuts,
-}
-METHODS = tuple(_SOLVERS)
-_POINT = ("mle", "map")
+METHODS = tuple(REGISTRY)
 HDI_PROB = 0.94
 _MAX_LOGLIK_CELLS = 400_000_000  # 3.2 GB of float64
 
@@ -48,17 +38,24 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     data : dict
         The program's keyword arguments (inputs ``u`` and observations ``x``). Arrays are
         checked for NaN/inf; unknown keys and missing required arguments are errors.
-    method : {"mle", "map", "laplace", "vi", "nuts"}
+    method : str
+        One of :data:`probmodels.METHODS` (the keys of ``probmodels.solvers.REGISTRY``).
         ``mle`` ignores every prior (flat over its support); ``map`` uses them. Both give the mode
         in the natural space and standard errors from the inverse observed information
         (``stderr="sandwich"`` for Huber-White with mle; ``jacobian=True`` for the mode of the
-        unconstrained posterior with map). ``laplace``: a Gaussian at the mode of the
+        unconstrained posterior with map); ``starts=K`` optimises from the start and K - 1
+        points drawn around it on the unconstrained scale (from ``seed``), in one vmapped run,
+        keeps the best optimum and reports in ``diagnostics["starts"]`` how many reached it.
+        ``laplace``: a Gaussian at the mode of the
         unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
     **options
         ``seed=0`` and ``init={name: value}`` (natural-space starting values) for every method,
-        and the method's own (an unknown option is an error that lists them).
+        and the method's own (an unknown option is an error that lists them). Every method also
+        takes ``coords={dim: labels}`` (labels for the dims of ``param(..., dims=...)``: tables
+        show ``w[GPA]``, the InferenceData has the coordinates) and ``progress`` (True, False or
+        None: on in a terminal or notebook) for NUTS's chains and VI's steps.
 
     Returns
     -------
@@ -76,14 +73,39 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
     >>> u = np.linspace(0, 1, 50); x = 2 * u + np.sin(40 * u)
     >>> probmodels.fit(line, {"u": u, "x": x}, "mle").estimate["slope"].round(3)  # doctest: +SKIP
     """
-    if method not in _SOLVERS:
+    if isinstance(data, str) and not isinstance(method, str):
+        raise TypeError(
+            f"fit: arguments in the wrong order; write fit(model, data, {data!r}) (the data "
+            "before the method)"
+        )
+    if not isinstance(method, str) or method not in REGISTRY:
         raise ValueError(f"fit: unknown method {method!r}; use one of {', '.join(METHODS)}")
     init = options.get("init")
     if init is not None and not isinstance(init, dict):
         raise TypeError("fit: init must be a dict {parameter name: natural-space value}")
-    obj = Objective(model, data, init=init)
-    result = _SOLVERS[method](obj, method, dict(options))
+    coords = options.pop("coords", None)
+    show = _progress.resolve(options.pop("progress", None))
+    if is_partitioned(data):  # dask arrays: the passes over the rows run on the cluster
+        from .solvers._partitioned import partitioned_objective
+
+        obj = partitioned_objective(model, data, method, options)
+    else:
+        obj = Objective(model, data, init=init)
+    if coords is not None or any(s.get("dims") for s in obj.sites):
+        obj.set_coords(coords)
+    with _progress.enabled(show):
+        result = REGISTRY[method].solve(obj, dict(options))
+    if obj.partitioned is not None:  # passes over the rows, bytes read, the scheduler
+        result.diagnostics.update(obj.partitioned.info)
     return Fit._from(result)
+
+
+class Site(NamedTuple):
+    """A fitted site: its name, its shape and ``kind`` (``"param"`` or ``"latent"``)."""
+
+    name: str
+    shape: tuple
+    kind: str
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -139,8 +161,33 @@ class Fit:
         return self._result.objective.name
 
     @property
+    def solver(self):
+        """The method's :class:`~probmodels.solvers.Solver` (label, kind, defaults)."""
+        return REGISTRY[self.method]
+
+    @property
+    def kind(self) -> str:
+        """``"point"``, ``"approximation"`` or ``"sampler"`` (the solver's kind)."""
+        return REGISTRY[self.method].kind
+
+    @property
+    def latent(self) -> tuple:
+        """The program's ``latent`` sites (integrated out by mle/map, sampled by the posterior
+        methods); every other site is a param."""
+        return tuple(getattr(self._result.objective, "latent", ()))
+
+    @property
     def is_point(self) -> bool:
-        return self.method in _POINT
+        return self.kind == "point"
+
+    @property
+    def sites(self) -> tuple:
+        """The fitted sites in table order, as :class:`Site` ``(name, shape, kind)``: the params
+        (``kind="param"``; a plain ``numpyro.sample`` site is one too) in program order, then the
+        ``latent`` sites (``kind="latent"``), listed apart."""
+        sites = self._result.objective.sites
+        ordered = [s for s in sites if s.get("kind") != "latent"] + [s for s in sites if s.get("kind") == "latent"]
+        return tuple(Site(s["name"], tuple(s["shape"]), s.get("kind", "param")) for s in ordered)
 
     # -- what the workflow layer reads (predict, criteria, sensitivity) ----------------------
 
@@ -251,12 +298,16 @@ class Fit:
             posterior = self.draws
             zdraws = r.materialize().zdraws
         groups = dict(posterior=posterior)
-        if obj.observed:
+        # rows on a cluster: observed_data and log_likelihood would bring every row into memory
+        in_memory = obj.partitioned is None
+        if obj.observed and in_memory:
             groups["observed_data"] = {k: np.asarray(v) for k, v in obj.observed.items()}
         if r.sample_stats is not None:
             groups["sample_stats"] = r.sample_stats
         n_cells = 0 if zdraws is None else int(np.prod(zdraws.shape[:2])) * obj.n_obs
-        if log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
+        if not in_memory:
+            attrs_note = "observed_data and log_likelihood omitted: the data are partitioned (dask); score them with log_predictive_density"
+        elif log_likelihood and n_cells > _MAX_LOGLIK_CELLS:
             attrs_note = (
                 f"log_likelihood omitted: {n_cells:.2e} values (draws x observations) exceed "
                 f"{_MAX_LOGLIK_CELLS:.0e}; thin the draws or score a subset of the data"
@@ -264,7 +315,7 @@ class Fit:
             log_likelihood = False
         else:
             attrs_note = ""
-        if log_likelihood and zdraws is not None and obj.observed:
+        if log_likelihood and zdraws is not None and obj.observed and in_memory:
             if "log_likelihood" not in self._cache:  # shared by every variant of the idata
                 c, d = zdraws.shape[:2]
                 ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
@@ -275,6 +326,8 @@ class Fit:
         dims = {}
         for k, v in obj.observed.items():
             dims[k] = [f"{k}_dim_{i}" for i in range(np.ndim(v))]
+        dims.update({s["name"]: list(s["dims"]) for s in obj.sites if s.get("dims")})
+        coords = dict(getattr(obj, "coords", None) or {})
         attrs = dict(
             probmodels_method=self.method,
             probmodels_model=obj.name,
@@ -287,12 +340,55 @@ class Fit:
             attrs["note"] = attrs_note
         extra = self._workflow_groups(posterior_predictive)
         groups.update({k: v for k, v in extra.items() if k != "log_prior"})
-        idata = az.from_dict(**groups, dims=dims, attrs=attrs)
+        idata = az.from_dict(**groups, dims=dims, coords=coords or None, attrs=attrs)
         idata.add_groups(log_prior=az.dict_to_dataset(extra["log_prior"]))
         for g in idata.groups():
             getattr(idata, g).attrs.update(attrs)
         self._cache[key] = idata
         return idata
+
+    # -- covariance, saving --------------------------------------------------------------------
+
+    @property
+    def cov(self) -> pd.DataFrame:
+        """The covariance matrix of the estimates, labelled by parameter (``w[GPA]``).
+
+        Point fits: the inverse observed information (or the sandwich, with
+        ``stderr="sandwich"``), mapped to the natural space by the delta method, as
+        statsmodels' ``cov_params()``; posterior fits: the covariance of the draws.
+        """
+        if "cov" not in self._cache:
+            labels = self.labels()
+            r = self._result
+            if self.is_point:
+                if r.cov is None:
+                    c = np.full((len(labels), len(labels)), np.nan)
+                else:  # the solver's covariance is in program order; the table lists latents last
+                    order = self._table_order()
+                    c = np.asarray(r.cov)[np.ix_(order, order)]
+            elif self.draws is None:
+                c = np.full((len(labels), len(labels)), np.nan)
+            else:
+                c = np.atleast_2d(np.cov(self.flat_draws(), rowvar=False))
+            self._cache["cov"] = pd.DataFrame(c, index=pd.Index(labels, name="param"), columns=labels)
+        return self._cache["cov"].copy()
+
+    def save(self, path: str, *, draws: bool = True, log_likelihood: bool = True):
+        """Write the fit to a NetCDF file that :func:`probmodels.load` reads back as a ``Fit``.
+
+        The file is the fit's ``InferenceData`` (``az.from_netcdf`` reads it too) with the
+        method, estimates, standard errors, covariance, diagnostics, warnings and options kept as
+        JSON in its attributes. ``draws=False`` keeps only the estimate (one draw) and covariance:
+        for a point fit, what its tables show, without its Gaussian approximation's draws;
+        ``log_likelihood=False`` leaves out the per-observation log-likelihood of the draws
+        (draws x observations values, which only LOO needs).
+        """
+        _io.save(self, path, draws=draws, log_likelihood=log_likelihood)
+
+    def __reduce__(self):
+        # the solver's compiled functions (closures) do not pickle; a pickled Fit keeps its
+        # numbers (as a loaded one does) and drops the program
+        return (_io.restore, (_io.state(self),))
 
     def _workflow_groups(self, posterior_predictive: bool) -> dict:
         """``log_prior``, ``constant_data`` and (asked for and not too large)
@@ -329,12 +425,62 @@ class Fit:
         """Scalar parameter labels: ``slope``, ``w[0]``, ``w[1]``, ..."""
         obj: Objective = self._result.objective
         out = []
-        for s in obj.sites:
-            out += obj.site_labels(s["name"], s["shape"])
+        for s in self.sites:
+            out += obj.site_labels(s.name, s.shape)
         return out
 
-    def _flat(self, d):
-        return np.concatenate([np.ravel(np.asarray(d[s["name"]])) for s in self._result.objective.sites])
+    def _table_order(self) -> np.ndarray:
+        """Positions in the solver's flat (program-order) vector of the table's entries."""
+        start, i = {}, 0
+        for s in self._result.objective.sites:
+            start[s["name"]] = i
+            i += int(np.prod(s["shape"], dtype=int))
+        return np.concatenate(
+            [start[s.name] + np.arange(int(np.prod(s.shape, dtype=int))) for s in self.sites]
+        ).astype(int)
+
+    def flat(self, d: dict) -> np.ndarray:
+        """A dict of per-site arrays (``estimate``, ``stderr``, a truth) as one vector in the
+        order of :meth:`labels`."""
+        return np.concatenate([np.ravel(np.asarray(d[s.name])) for s in self.sites])
+
+    _flat = flat  # (the name the library used before ``flat`` was public)
+
+    def flat_draws(self) -> np.ndarray | None:
+        """The draws as one ``(chains x draws, P)`` array, columns in the order of
+        :meth:`labels`; None where the fit has no draws."""
+        if self.draws is None:
+            return None
+        return np.concatenate(
+            [np.asarray(self.draws[s.name]).reshape(-1, int(np.prod(s.shape, dtype=int))) for s in self.sites], axis=1
+        )
+
+    def pointwise_log_likelihood(self, data: dict | None = None, model=None) -> np.ndarray:
+        """``log p(x_i | theta_s)`` per draw ``s`` and observation ``i``: shape ``(S, n)``, every
+        observed site's entries flattened in program order.
+
+        Point fits (mle, map) are scored at the estimate (``S = 1``, the plug-in predictive);
+        the others at their draws. ``data``: new data for the same program (a held-out part),
+        the fit's own data by default; ``model``: the program to score with, the fit's by default
+        (another must have the same parameters).
+        """
+        r = self._result
+        old: Objective = r.objective
+        new = old if data is None and model is None else Objective(model or self.model, self.data if data is None else data)
+        if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
+            raise ValueError(
+                "pointwise_log_likelihood: the new data changes the program's parameters "
+                f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
+                "parameters must not depend on the number of observations"
+            )
+        if self.is_point:
+            z = r.zhat[None]
+        else:
+            if r.zdraws is None:
+                raise ValueError(f"pointwise_log_likelihood: the {self.method} fit has no draws")
+            z = r.zdraws.reshape(-1, new.dim)
+        ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
+        return np.concatenate([np.asarray(v).reshape(np.shape(v)[0], -1) for v in ll.values()], axis=1)
 
     def interval(self, prob: float = HDI_PROB):
         """Per scalar parameter, the ``prob`` interval: Wald for mle/map, HDI of the draws otherwise."""
@@ -346,10 +492,7 @@ class Fit:
             return est - zq * se, est + zq * se
         if self.draws is None:
             return np.full_like(est, np.nan), np.full_like(est, np.nan)
-        flat = np.concatenate(
-            [np.asarray(self.draws[s["name"]]).reshape(-1, int(np.prod(s["shape"], dtype=int))) for s in self._result.objective.sites],
-            axis=1,
-        )
+        flat = self.flat_draws()
         hdi = np.asarray([az.hdi(flat[:, j], hdi_prob=prob) for j in range(flat.shape[1])])
         return hdi[:, 0], hdi[:, 1]
 
@@ -372,21 +515,39 @@ class Fit:
             df = pd.DataFrame(
                 {"mean": est, "sd": se, f"hdi_{pct[0]}": lo, f"hdi_{pct[1]}": hi}, index=self.labels()
             )
-            if self.method == "nuts":
-                s = az.summary(self.to_arviz(log_likelihood=False, posterior_predictive=False), var_names=[x["name"] for x in self._result.objective.sites], kind="diagnostics")
+            if self.kind == "sampler":
+                s = az.summary(self.to_arviz(log_likelihood=False, posterior_predictive=False), var_names=[x.name for x in self.sites], kind="diagnostics")
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
+        # the latents' rows (after the params'): for mle/map their conditional modes and sds
+        obj = self._result.objective
+        df.attrs["latent"] = [lab for s in self.sites if s.kind == "latent" for lab in obj.site_labels(s.name, s.shape)]
         return df
 
     def __repr__(self) -> str:
         d = self.diagnostics
         head = f"Fit(method={self.method!r}, model={self.model_name!r}, converged={d.get('converged')})"
+        summary = self.summary()
+        latent = summary.attrs["latent"]
         with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 4):
-            table = self.summary().to_string()
+            table = summary.drop(index=latent).to_string()
         lines = [head, table]
+        if latent:
+            how = "integrated out; their conditional modes and sds" if self.is_point else "sampled with the params; their posterior means and sds"
+            lines.append(f"latent: {', '.join(self.latent)} ({len(latent)} values, {how} are in summary())")
         warnings = d.get("warnings") or []
         if warnings:
             lines.append(f"{len(warnings)} warning(s):")
             lines += [f"  - {w}" for w in warnings]
         return "\n".join(lines)
+
+
+def load(path: str) -> Fit:
+    """Read a fit written by :meth:`Fit.save` (NetCDF).
+
+    The loaded ``Fit`` has the method, ``estimate``, ``stderr``, ``draws``, ``diagnostics``
+    (warnings included), ``cov``, ``summary()``, ``repr``, ``to_arviz()`` and works in
+    :func:`probmodels.compare`; it does not hold the program (refit to predict on new data).
+    """
+    return _io.load(path)

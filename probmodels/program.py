@@ -1,11 +1,13 @@
-"""The program primitives: ``param`` and ``observe``.
+"""The program primitives: ``param``, ``latent`` and ``observe``.
 
 A probmodels program is a plain numpyro model. ``param`` is a numpyro sample site marked as a
 model parameter (so that MLE can ignore its prior with one handler); a parameter with no prior is
 a sample site with an improper flat density over its support (``dist.ImproperUniform``), so
 ``trace``, ``condition`` and ``Predictive`` see it. ``observe`` is a numpyro sample site of a
 noise model bound to a prediction: simulated when ``obs`` is None, conditioned on ``obs``
-otherwise.
+otherwise. ``latent`` is a numpyro sample site marked as a random quantity of the model (a group
+effect): its distribution, which may depend on parameters, is part of the likelihood, so MLE and
+MAP integrate it out (Laplace) and the posterior methods sample it with the parameters.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import Distribution as _Distribution
 from numpyro.distributions import constraints
 
+from ._data import first_index
 from .noise import Link, NoiseModel, Noisy
 
-__all__ = ["param", "observe", "as_constraint", "PARAM", "OBSERVE"]
+__all__ = ["param", "latent", "observe", "as_constraint", "support_text", "PARAM", "LATENT", "OBSERVE"]
 
 PARAM = "param"
+LATENT = "latent"
 OBSERVE = "observe"
 _MARK = "probmodels"
 
@@ -67,7 +72,7 @@ def _same_constraint(a, b) -> bool:
     return type(a) is type(b) and repr(a) == repr(b)
 
 
-def param(name: str, prior: dist.Distribution | None = None, *, shape=(), support=None):
+def param(name: str, prior: dist.Distribution | None = None, *, shape=(), support=None, dims=None):
     """A model parameter ``theta``, with an optional prior.
 
     Parameters
@@ -84,6 +89,10 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
         ``"positive"``, ``"unit_interval"``, ``"simplex"``, ... A support may depend on other
         parameters (``constraints.interval(0, 1 - alpha)``): its transform is evaluated at the
         current values of those parameters by every solver.
+    dims : tuple of str, optional
+        A name per axis (PyMC's and ArviZ's convention): ``dims=("feature",)`` with
+        ``fit(..., coords={"feature": names})`` labels tables (``w[GPA]``) and the
+        InferenceData's coordinates.
 
     Returns
     -------
@@ -100,6 +109,14 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
     where = f"param({name!r})"
     if not isinstance(name, str) or not name:
         raise TypeError(f"param: name must be a non-empty string, got {name!r}")
+    sizes = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+    if any(isinstance(s, jax.core.Tracer) for s in sizes):
+        raise TypeError(
+            f"{where}: shape {tuple(sizes)} is computed from traced data inside the program (a "
+            "size such as grp.max() + 1 of a data array is not known when the program is "
+            "compiled); compute it outside and pass the size as data, e.g. "
+            "data={..., 'G': int(grp.max()) + 1}, with the program taking G"
+        )
     try:
         shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     except (TypeError, ValueError):
@@ -128,7 +145,82 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
                 f"{prior.support}; a parameter with a prior takes the prior's support"
             )
         fn = _shaped_prior(prior, shape, where)
-    return numpyro.sample(name, fn, infer={_MARK: PARAM})
+    infer = {_MARK: PARAM}
+    if dims is not None:
+        infer["dims"] = _check_dims(dims, shape or tuple(fn.batch_shape + fn.event_shape), where)
+    return numpyro.sample(name, fn, infer=infer)
+
+
+def _check_dims(dims, shape, where) -> tuple:
+    dims = (dims,) if isinstance(dims, str) else tuple(dims)
+    if not all(isinstance(d, str) and d for d in dims):
+        raise TypeError(f"{where}: dims must be a tuple of names (str), got {dims!r}")
+    if len(dims) != len(shape):
+        raise ValueError(
+            f"{where}: dims {dims} name {len(dims)} axes but the parameter has shape {shape}; "
+            "give one name per axis"
+        )
+    return dims
+
+
+def latent(name: str, dist, *, shape=()):
+    """A random quantity of the model (a group effect ``u_j``), not a parameter.
+
+    Its distribution, which may depend on parameters (``dist.Normal(0, tau)``), is part of the
+    likelihood: ``mle`` and ``map`` integrate every latent site out by the Laplace approximation
+    at its conditional mode and maximise the marginal likelihood over the parameters (as lme4's
+    ``glmer`` and TMB do; exact for Gaussian latents in a Gaussian model), and report the
+    latent's conditional mode and conditional sd at the estimate. ``laplace``, ``vi`` and
+    ``nuts`` treat it as an ordinary unknown of the joint posterior.
+
+    .. math::
+
+        L(\\theta) = \\int p(x \\mid u, \\theta)\\, p(u \\mid \\theta)\\, du
+
+    Parameters
+    ----------
+    name : str
+        The site name.
+    dist : numpyro Distribution
+        The latent's distribution (continuous); it is not a prior and MLE does not ignore it.
+    shape : tuple of int
+        Makes a scalar distribution i.i.d. over that shape: ``latent("u", dist.Normal(0, tau),
+        shape=(n_groups,))``.
+
+    Returns
+    -------
+    The latent's value (an array of ``shape``, or the distribution's shape).
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> from probmodels import param, latent, observe, noise
+    >>> def random_intercept(group, n_groups, u, x=None):
+    ...     b = param("b", shape=(2,))
+    ...     tau = param("tau", support="positive")
+    ...     a = latent("a", dist.Normal(0.0, tau), shape=(n_groups,))
+    ...     return observe("x", b[0] + b[1] * u + a[group] + noise.Gaussian(1.0), obs=x)
+    """
+    where = f"latent({name!r})"
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"latent: name must be a non-empty string, got {name!r}")
+    try:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    if not isinstance(dist, _Distribution):
+        raise TypeError(
+            f"{where}: dist must be a numpyro distribution (e.g. dist.Normal(0, tau)), got {dist!r}; "
+            "a quantity with no distribution is a param"
+        )
+    if dist.support.is_discrete:
+        raise ValueError(
+            f"{where}: {type(dist).__name__} is discrete; latent sites are continuous (marginalise "
+            "a discrete latent variable out of the program)"
+        )
+    return numpyro.sample(name, _shaped_prior(dist, shape, where), infer={_MARK: LATENT})
 
 
 def _shaped_prior(prior, shape, where):
@@ -152,9 +244,31 @@ def _shaped_prior(prior, shape, where):
 
 
 def _first_bad(mask) -> str:
-    flat = np.ravel(np.asarray(mask))
-    idx = int(np.argmax(flat))
-    return str(np.unravel_index(idx, np.shape(mask))) if np.ndim(mask) > 1 else str(idx)
+    return first_index(mask)
+
+
+_SUPPORT_WORDS = {
+    "Boolean": "0 or 1",
+    "IntegerNonnegative": "the non-negative integers 0, 1, 2, ...",
+    "IntegerPositive": "the positive integers 1, 2, ...",
+    "Positive": "the positive reals (> 0)",
+    "Nonnegative": "the non-negative reals (>= 0)",
+    "UnitInterval": "the unit interval [0, 1]",
+    "OpenInterval": "an open interval",
+    "Simplex": "the simplex (non-negative, summing to 1)",
+    "Real": "the reals",
+}
+
+
+def support_text(support) -> str:
+    """A constraint in words: ``the non-negative integers 0, 1, 2, ... (IntegerNonnegative())``."""
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    words = _SUPPORT_WORDS.get(type(base).__name__.lstrip("_"))
+    if words is None and type(base).__name__.lstrip("_") == "IntegerInterval":
+        words = f"the integers {base.lower_bound} to {base.upper_bound}"
+    return f"{words} ({support})" if words else str(support)
 
 
 def observe(name: str, noisy, obs=None):
@@ -246,6 +360,6 @@ def _fit_to_obs(d, obs, where):
             idx = _first_bad(~ok)
             raise ValueError(
                 f"{where}: {n_bad} values of obs lie outside the support of the noise model "
-                f"({d.support}), first at index {idx}"
+                f"({support_text(d.support)}), first at index {idx}"
             )
     return d

@@ -10,7 +10,12 @@ A model-specification file (``models/<name>.py``) defines
   compared by LOO (``az.compare``);
 * ``OBSERVED`` (optional, default ``"x"``): the observation's key in ``data()``; arrays whose first
   axis has its length are split with it for the held-out comparison;
-* ``FIT_OPTIONS`` (optional): ``{method: {option: value}}`` passed to ``fit``.
+* ``FIT_OPTIONS`` (optional): ``{method: {option: value}}`` passed to ``fit``;
+* ``COORDS`` (optional): ``{dim: labels}`` for the dims of ``param(..., dims=...)`` (tables show
+  ``w[GPA]``).
+
+``data()`` may return pandas objects (a DataFrame of inputs, a Series of observations), and the
+file may import modules beside it (its folder is put on ``sys.path``).
 
 :func:`report` fits every method, builds the tables and figures and, given ``out``, writes
 ``report.html`` (self-contained), ``report.md``, the tables as CSV, the figures as PNG and every
@@ -23,16 +28,19 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._data import as_data
 from .compare import compare, heldout
 from .fit import METHODS, fit
+from .solvers import CATEGORIES, REGISTRY, category_of
 
 __all__ = ["report", "Report", "load_spec", "split"]
 
-LABELS = {"mle": "MLE", "map": "MAP", "laplace": "Laplace", "vi": "VI", "nuts": "NUTS"}
+LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the registry)
 MIN_HELDOUT = 10
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
@@ -53,6 +61,7 @@ class Report:
     alternative_fits: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
+    loo_fit: str | None = None  # the fit whose LOO the noise-model comparison shows
 
 
 def load_spec(path):
@@ -62,6 +71,10 @@ def load_spec(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"report: no such model file: {path}")
     name = os.path.splitext(os.path.basename(path))[0]
+    # a model file may import modules beside it (its own helpers), as a script run from its folder
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"probmodels_spec_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -77,6 +90,7 @@ def load_spec(path):
 
 def split(data: dict, observed: str, test_fraction: float = 0.2, seed: int = 0):
     """Split ``data`` once along the observation axis: (train, test)."""
+    data = as_data(data, "report: data()")
     if observed not in data:
         raise ValueError(f"report: data() has no observation {observed!r}; set OBSERVED in the model file")
     n = len(np.asarray(data[observed]))
@@ -112,9 +126,10 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     out : str, optional
         A folder to write ``report.html``, ``report.md``, CSV tables, PNG figures and NetCDF fits.
     methods : sequence of str
-        Any of ``mle, map, laplace, vi, nuts``.
+        Any of :data:`probmodels.METHODS` (all by default).
     quick : bool
-        Short NUTS and VI runs (for tests and previews), noted in the report.
+        Short runs of the methods that have a preview setting (NUTS, VI; the registry's
+        ``quick``), for tests and previews, noted in the report.
     quiet : bool
         No progress on the terminal (stderr).
 
@@ -122,10 +137,9 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     -------
     Report
     """
-    from . import _report_figures as figs
-    from . import _report_workflow as workflow
     from ._report_render import write
 
+    t_all = time.perf_counter()
     path = model or DEFAULT_MODEL
     name, spec = load_spec(path)
     methods = list(methods)
@@ -138,14 +152,50 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     truth = getattr(spec, "TRUTH", None)
     alternatives = dict(getattr(spec, "ALTERNATIVES", {}) or {})
     options = dict(getattr(spec, "FIT_OPTIONS", {}) or {})
+    coords = getattr(spec, "COORDS", None)
+    if coords:  # labels for the dims of param(..., dims=...), in every fit
+        options = {m: {"coords": coords, **options.get(m, {})} for m in set(METHODS) | set(options)}
     if quick:
-        options.setdefault("nuts", {})
-        options["nuts"] = {"warmup": 300, "draws": 300, "chains": 2, **options["nuts"]}
-        options["vi"] = {"steps": 6000, **options.get("vi", {})}
-    data = spec.data()
+        for m, solver in REGISTRY.items():
+            if solver.quick:
+                options[m] = {**solver.quick, **options.get(m, {})}
+    # pandas objects become numpy arrays once, here: the split, the fits and the figures'
+    # Predictive calls all take the same dict
+    data = as_data(spec.data(), "report: data()")
     program = spec.program
     rep = Report(name=name, title=title, description=description, fits={})
-    t_all = time.perf_counter()
+    rep.timings["model file and data()"] = time.perf_counter() - t_all
+    # ArviZ's own warnings become findings, not raw console output
+    with warnings.catch_warnings(record=True) as raw:
+        warnings.simplefilter("always")
+        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet)
+    rep.findings += _gathered(raw)
+    rep.timings["total"] = time.perf_counter() - t_all
+    if out is not None:
+        rep.files = write(rep, out, quick=quick, model_path=path)  # adds its own time to the table
+        _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
+    return rep
+
+
+def _gathered(records) -> list:
+    """Python warnings raised while the report ran (ArviZ's, mostly), once each, as findings."""
+    seen, out = set(), []
+    for w in records:
+        text = str(w.message).strip().replace("\n", " ")
+        if text in seen:
+            continue
+        seen.add(text)
+        source = "ArviZ" if f"{os.sep}arviz{os.sep}" in str(w.filename) else os.path.basename(str(w.filename))
+        out.append(("library warnings", source, f"{w.category.__name__}: {text}"))
+    return out
+
+
+def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet):
+    """The report's fits, tables and figures, each step timed into ``rep.timings``."""
+    from . import _report_figures as figs
+    from . import _report_workflow as workflow
+
+    name = rep.name
 
     # 1. every method on all the data
     for i, m in enumerate(methods, 1):
@@ -162,25 +212,39 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
         )
 
     # 2. tables
+    t0 = time.perf_counter()
     table = compare(rep.fits)
     if truth:
-        table[("truth", "value")] = [_truth(truth, label) for label in table.index]
+        table[("truth", "value")] = [_truth(truth, label, list(table.index)) for label in table.index]
     rep.tables["comparison"] = table
+    rep.timings["tables"] = time.perf_counter() - t0
 
     n_obs = len(np.asarray(data[observed])) if observed in data else 0
+    t0 = time.perf_counter()
     if n_obs >= MIN_HELDOUT:
         _progress("held-out comparison: refitting on 80% of the data ...", quiet)
         train, test = split(data, observed)
         held = {LABELS[m]: fit(program, train, m, **options.get(m, {})) for m in methods}
         rep.tables["heldout"] = heldout(held, program, test)
+        rep.timings["held-out refits (80%)"] = time.perf_counter() - t0
     else:
         rep.notes.append(
             f"no held-out comparison: {n_obs} observations of {observed!r} are too few to hold 20% "
             f"out (it needs {MIN_HELDOUT})" + ("; the LOO comparison uses all of them" if alternatives else "")
         )
 
-    if alternatives:
+    if alternatives and not any(REGISTRY[f.method].kind != "point" for f in rep.fits.values()):
+        # the noise-model comparison needs a posterior; fitting one the user did not ask for
+        # (NUTS on every alternative) would cost more than everything asked for
+        rep.notes.append(
+            f"no noise-model comparison of the {len(alternatives)} ALTERNATIVES: it needs a "
+            "posterior method (LOO), and none was asked for; add nuts or laplace to --methods "
+            "(e.g. --methods " + ",".join(methods + ["laplace"]) + ")"
+        )
+    elif alternatives:
+        t0 = time.perf_counter()
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
+        rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
     rep.findings = findings(rep.fits)
     _progress("criteria and prior sensitivity ...", quiet)
     t0 = time.perf_counter()
@@ -189,36 +253,39 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
 
     # 3. figures
     _progress("figures ...", quiet)
-    rep.figures = figs.all_figures(rep, program, data, observed, truth, alternatives)
+    t0 = time.perf_counter()
+    rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives))
+    rep.timings["figures"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rep.figures.update(workflow.workflow_figures(rep, program, data, observed))
     rep.timings["predictive figures"] = time.perf_counter() - t0
-    rep.timings["total"] = time.perf_counter() - t_all
-    if out is not None:
-        rep.files = write(rep, out, quick=quick, model_path=path)
-        _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
-    return rep
 
 
-def _truth(truth: dict, label: str):
+def _truth(truth: dict, label: str, labels: list | None = None):
     base, _, idx = label.partition("[")
     if base not in truth:
         return np.nan
     v = np.asarray(truth[base], dtype=float)
     if not idx:
         return float(v) if v.ndim == 0 else np.nan
-    index = tuple(int(i) for i in idx.rstrip("]").split(","))
-    return float(v[index])
+    if labels is None:
+        index = tuple(int(i) for i in idx.rstrip("]").split(","))
+        return float(v[index])
+    # the label's position among its site's labels (row-major, as the table's): works for
+    # w[0, 1] and for coordinate labels such as w[GPA]
+    entries = [lab for lab in labels if lab.partition("[")[0] == base and lab != base]
+    return float(v.ravel()[entries.index(label)]) if v.size == len(entries) else np.nan
 
 
 def _loo(program, alternatives, data, rep, options, quiet):
     """Noise-model selection: az.compare on LOO of every alternative (and the program itself)."""
     import arviz as az
 
-    posterior_method = "nuts" if "NUTS" in rep.fits else ("laplace" if "Laplace" in rep.fits else "nuts")
+    posterior_method = _loo_method(rep)
+    rep.loo_fit = REGISTRY[posterior_method].label
     label_self = "program"
     idatas, notes, alt_fits = {}, [], {}
-    main = rep.fits.get(LABELS[posterior_method])
+    main = next((f for f in rep.fits.values() if f.method == posterior_method), None)
     candidates = {label_self: (program, main)} | {k: (p, None) for k, p in alternatives.items()}
     for label, (prog, f) in candidates.items():
         if f is None:
@@ -244,33 +311,75 @@ def _loo(program, alternatives, data, rep, options, quiet):
     return table, notes, alt_fits
 
 
-_CATEGORIES = [
-    ("perfect separation", ("separation",)),
-    ("MLE or MAP does not exist", ("does not exist",)),
-    ("estimate on the boundary", ("boundary",)),
-    ("unidentified parameters", ("singular", "not identified")),
-    ("non-convergence", ("without converging", "not converging", "still improving", "stopped after")),
-    ("NUTS divergences", ("diverged",)),
-    ("r-hat", ("r-hat",)),
-    ("effective sample size", ("effective sample size",)),
-    ("approximation quality (Pareto k)", ("Pareto k",)),
-]
+def _loo_method(rep) -> str:
+    """The posterior the LOO comparison fits the alternatives by: the report's sampler if it ran
+    one, else its first approximation, else the registry's first sampler."""
+    fitted = [f.method for f in rep.fits.values()]
+    for kind in ("sampler", "approximation"):
+        hit = [m for m in fitted if REGISTRY[m].kind == kind]
+        if hit:
+            return hit[0]
+    return next(m for m, s in REGISTRY.items() if s.kind == "sampler")
+
+
+def _posterior(fits: dict):
+    """``(label, fit)`` of the posterior the figures show: a sampler's draws first, then the
+    approximations (the later in the registry first), or ``(None, None)``."""
+    order = list(REGISTRY)
+    ranked = sorted(
+        ((label, f) for label, f in fits.items() if not f.is_point and f.draws is not None),
+        key=lambda item: (item[1].kind != "sampler", -order.index(item[1].method)),
+    )
+    return ranked[0] if ranked else (None, None)
+
+
+def _point_values(fits: dict):
+    """The estimate the noise models are drawn at: the point fit that uses the priors (the later
+    in the registry: MAP before MLE), else None."""
+    order = list(REGISTRY)
+    points = sorted((f for f in fits.values() if f.is_point), key=lambda f: -order.index(f.method))
+    return {k: np.asarray(v) for k, v in points[0].estimate.items()} if points else None
+
+
+def _figure_inputs(rep, program, data, observed, truth, alternatives):
+    """Everything the figures draw, computed here so that the figures module knows nothing of
+    the report."""
+    from ._report_figures import FigureInputs
+
+    first = next(iter(rep.fits.values()))
+    label, post = _posterior(rep.fits)
+    sampler = next(((k, f) for k, f in rep.fits.items() if f.kind == "sampler"), (None, None))
+    alt = {}
+    for alt_label, prog in alternatives.items():
+        alt_fit = rep.alternative_fits.get(alt_label)
+        alt[alt_label] = (prog, None if alt_fit is None else {k: np.asarray(v) for k, v in alt_fit.estimate.items()})
+    return FigureInputs(
+        fits=rep.fits,
+        posterior=(label, post),
+        sampler=sampler,
+        points={k: f for k, f in rep.fits.items() if f.is_point},
+        truth=None if truth is None else {lab: _truth(truth, lab, first.labels()) for lab in first.labels()},
+        program=program,
+        data=data,
+        observed=observed,
+        point_values=_point_values(rep.fits),
+        alternatives=alt,
+    )
 
 
 def findings(fits: dict) -> list:
     """Pathologies found in the fits, in plain words: ``(category, fit label or None, text)``,
-    each warning under the first category it matches, "none found" for the others."""
-    found = {c: [] for c, _ in _CATEGORIES}
-    other = []
+    grouped by each warning's category (:class:`probmodels.solvers.Finding`; a plain string is
+    "other"), "none found" for a category without any."""
+    found = {c: [] for c in CATEGORIES}
     for label, f in fits.items():
         for w in f.diagnostics["warnings"]:
-            category = next((c for c, keys in _CATEGORIES if any(k in w for k in keys)), None)
-            (found[category] if category else other).append((label, w))
+            found[category_of(w)].append((label, str(w)))
     out = []
-    for category, _ in _CATEGORIES:
+    for category in CATEGORIES[:-1]:
         if found[category]:
             out += [(category, label, w) for label, w in found[category]]
         else:
             out.append((category, None, "none found"))
-    out += [("other", label, w) for label, w in other]
+    out += [(CATEGORIES[-1], label, w) for label, w in found[CATEGORIES[-1]]]
     return out

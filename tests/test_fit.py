@@ -128,8 +128,8 @@ def test_public_namespace():
     import types
 
     assert sorted(probmodels.__all__) == sorted(
-        ["param", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "compare", "report", "calibrate",
-         "Prediction", "prior_predictive", "criteria", "sensitivity"]
+        ["param", "latent", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "load", "compare", "report",
+         "calibrate", "Prediction", "prior_predictive", "criteria", "sensitivity"]
     )
     assert callable(probmodels.report) and callable(probmodels.fit)
     # anything else public is a submodule (imported by someone), never an accidental export

@@ -10,6 +10,7 @@ import arviz as az
 import pandas as pd
 import pytest
 
+import probmodels
 from probmodels.report import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,12 @@ def test_report_files(linear):
     for method in ["mle", "map", "laplace", "vi", "nuts"]:
         idata = az.from_netcdf(os.path.join(linear, f"fit_{method}.nc"))
         assert idata.attrs["probmodels_method"] == method
-        assert "log_likelihood" in idata.groups()
+        # the files keep what the report shows: a point fit's estimate (one draw), the
+        # approximations' draws, NUTS's draws with their log-likelihood (LOO)
+        assert ("log_likelihood" in idata.groups()) == (method == "nuts")
+        assert idata.posterior.sizes["draw"] == (1 if method in ("mle", "map") else 300 if method == "nuts" else 4000)
+        loaded = probmodels.load(os.path.join(linear, f"fit_{method}.nc"))
+        assert loaded.method == method and loaded.summary().shape[0] == 22
     md = open(os.path.join(linear, "report.md")).read()
     assert "## Findings" in md and "## Held-out comparison" in md and "![forest](forest.png)" in md
 

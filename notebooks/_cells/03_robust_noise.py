@@ -66,5 +66,5 @@ from probmodels.plots import plot_penalty_geometry
 
 models = {}
 for label, p in programs.items():
-    models.update({f"{label}": m for m in noise_models_at(p, data, {"MLE": mle[label]}, label).values()})
+    models.update({f"{label}": m for m in noise_models_at(p, data, mle[label].estimate, label).values()})
 fig = plot_penalty_geometry(models, residual=np.linspace(-10, 10, 801))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._config import compile_seconds
 from ._objective import Objective
+from .base import APPROXIMATION, Finding
 
 __all__ = [
     "SolverResult",
@@ -89,12 +90,17 @@ def format_labels(labels) -> str:
     return ", ".join(seen)
 
 
+_SINGULAR_MARGIN = 100.0
+
+
 def inverse_hessian(obj: Objective, h: np.ndarray):
     """Invert the Hessian of ``-log p`` in the unconstrained space, naming what fails.
 
     The Hessian is first scaled to unit |diagonal| (so that parameters on wildly different scales
     are not mistaken for unidentified ones); directions whose scaled eigenvalue is within
-    ``1e-8`` (relative) of 0 are singular, below ``-1e-8`` negative. Coordinates that load on such a
+    ``100 D eps`` (relative to the largest; the float64 resolution of the eigenvalues) of 0 are
+    singular (as are those between ``-1e-8`` relative and 0: the optimiser's own resolution), below
+    ``-1e-8`` negative. Coordinates that load on such a
     direction get NaN variances; the rest come from the pseudo-inverse, which is exact for the
     identified (estimable) coordinates.
 
@@ -114,9 +120,17 @@ def inverse_hessian(obj: Objective, h: np.ndarray):
     hs[:, flat] = 0.0
     evals, evecs = np.linalg.eigh(hs)
     top = max(np.max(np.abs(evals)), 1e-300)
-    # the same bands as the optimiser's stopping test (relative 1e-8): a scaled condition number
-    # beyond 1e8 is not identified in any practical sense
-    null = np.abs(evals) <= 1e-8 * top
+    # What the data determine: the scaled Hessian's entries carry rounding errors of ~eps x its
+    # largest eigenvalue (float64, eps = 2.2e-16), so its eigenvalues are resolved from 0 to about
+    # D eps top (Weyl's inequality); a margin of 100 over that is the band of "not determined".
+    # An eigenvalue above it is curvature the data give, however small the residuals make the
+    # standard errors (a sum of three exponentials fitted to rounding level has a scaled
+    # condition number of ~1e8 and finite, certified standard deviations).
+    # Negative curvature must be clear (below -1e-8 relative, the optimiser's band): an optimum
+    # reached to a Newton decrement of 1e-10 leaves curvatures of that order along a symmetry
+    # (a rotation), which are neither data nor a saddle.
+    tol = _SINGULAR_MARGIN * len(d) * np.finfo(np.float64).eps * top
+    null = (evals <= tol) & (evals >= -1e-8 * top)
     neg = evals < -1e-8 * top
     good = ~(null | neg)
     inv = (evecs[:, good] / evals[good]) @ evecs[:, good].T
@@ -192,15 +206,18 @@ def psis(obj: Objective, zs, log_q, method: str):
     import arviz as az
 
     zs = np.asarray(zs)
+    if obj.partitioned is not None:  # each draw's log density would be a pass over all rows
+        return float("nan"), np.full(len(zs), -np.log(len(zs))), []
     log_p = np.asarray(obj.fns["log_joint_batch"](np.asarray(zs), obj.arrays))
     log_w = log_p - np.asarray(log_q)
     warnings = []
     finite = np.isfinite(log_w)
     if not finite.all():
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"{int((~finite).sum())} of {len(log_w)} draws of the {method} approximation fall where "
-            "the log density is not finite: the approximation leaves the posterior's support"
-        )
+            "the log density is not finite: the approximation leaves the posterior's support",
+        ))
         log_w = np.where(finite, log_w, -np.inf)
     spread = np.ptp(log_w[finite]) if finite.any() else np.inf
     if spread <= 1e-9 * (1.0 + np.abs(np.mean(log_w[finite]))):
@@ -210,16 +227,18 @@ def psis(obj: Objective, zs, log_q, method: str):
         lw, k = az.psislw(log_w)
         k = float(k)
     if k > 0.7:
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"Pareto k-hat of the {method} approximation is {k:.2f} (> 0.7): its importance "
             "weights p/q have so heavy a tail that the approximation cannot be trusted, nor "
-            "corrected by reweighting; use method='nuts'"
-        )
+            "corrected by reweighting; use method='nuts'",
+        ))
     elif k > 0.5:
-        warnings.append(
+        warnings.append(Finding(
+            APPROXIMATION,
             f"Pareto k-hat of the {method} approximation is {k:.2f} (0.5 to 0.7): usable, but "
-            "means and intervals may be off; psis=True reweights the draws, method='nuts' is exact"
-        )
+            "means and intervals may be off; psis=True reweights the draws, method='nuts' is exact",
+        ))
     return k, np.asarray(lw), warnings
 
 

@@ -36,10 +36,11 @@ from numpyro.infer.util import log_density
 from numpyro.primitives import Messenger
 
 from .._config import jit
+from .._data import as_data, first_index
 from ..noise import LaplaceNoise
-from ..program import _MARK, OBSERVE, PARAM
+from ..program import _MARK, LATENT, OBSERVE, PARAM, support_text
 
-__all__ = ["Objective", "trace_count", "split_data", "static_key", "is_loglik_site", "is_flat"]
+__all__ = ["Objective", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
 
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 128
@@ -64,6 +65,7 @@ def _split_data(model, data):
     name = getattr(model, "__name__", repr(model))
     if not callable(model):
         raise TypeError(f"fit: the model must be a callable program, got {type(model).__name__}")
+    data = as_data(data, f"fit({name})")
     if not isinstance(data, dict):
         raise TypeError(f"fit({name}): data must be a dict of the program's keyword arguments")
     sig = inspect.signature(model)
@@ -106,8 +108,7 @@ def _split_data(model, data):
             # one pass without a temporary: a sum of finite values is finite unless it overflows
             # (only then, or with a NaN or inf present, is the elementwise check made)
             if not np.isfinite(arr.sum()) and (bad := ~np.isfinite(arr)).any():
-                first = np.unravel_index(int(np.argmax(bad)), arr.shape) if arr.ndim else ()
-                first = first[0] if len(first) == 1 else first
+                first = first_index(bad)
                 raise ValueError(
                     f"fit({name}): data[{k!r}] has {int(bad.sum())} non-finite values (NaN or "
                     f"inf), first at index {first}; drop or impute them"
@@ -242,7 +243,7 @@ def _prototype(model, static, init_names):
         tracer = _Initial(model, init)
         tr = handlers.trace(handlers.seed(tracer, 0)).get_trace(**static, **arrays)
         sites, z0, observed, checks = [], {}, {}, dict(tracer.checks)
-        discrete, event_dims, laplace_noise = {}, {}, {}
+        discrete, event_dims, laplace_noise, supports = {}, {}, {}, {}
         for name, site in tr.items():
             if site["type"] != "sample":
                 continue
@@ -254,6 +255,7 @@ def _prototype(model, static, init_names):
                     laplace_noise[name] = isinstance(_base(fn), LaplaceNoise)
                     event_dims[name] = len(fn.event_shape)
                     checks[f"obs:{name}"] = fn.support(site["value"])
+                    supports[name] = fn.support
                 continue
             z = biject_to(fn.support).inv(site["value"])
             z0[name] = z
@@ -264,14 +266,18 @@ def _prototype(model, static, init_names):
                     shape=tuple(jnp.shape(site["value"])),
                     zshape=tuple(jnp.shape(z)),
                     param=site["infer"].get(_MARK) == PARAM,
+                    # "latent": integrated out by the point solvers (see _marginal.py)
+                    kind=LATENT if site["infer"].get(_MARK) == LATENT else PARAM,
                     flat=_is_flat(fn),
                     support=fn.support,
                     prior=type(_base(fn)).__name__,
+                    dims=site["infer"].get("dims"),
                 )
             )
         info.update(
             sites=sites,
             discrete=discrete,
+            supports=supports,
             laplace_noise=sorted(k for k, v in laplace_noise.items() if v),
             n_obs={k: int(np.prod(tr[k]["fn"].batch_shape, dtype=int)) for k in observed},
             deterministic=[k for k, v in tr.items() if v["type"] == "deterministic"],
@@ -336,6 +342,10 @@ def _natural_value(z, jacobian, site):
     fn = site["fn"]
     t = biject_to(fn.support)
     value = t(z[name])
+    # jacobian: True/False for every site, or the names of the sites that get it (the latents of
+    # a marginal point fit, integrated on their unconstrained scale)
+    if not isinstance(jacobian, bool):
+        jacobian = name in jacobian
     if jacobian and not _is_real(fn.support):
         log_det = t.log_abs_det_jacobian(z[name], value)
         extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
@@ -380,7 +390,8 @@ class Objective:
         Non-array data (part of the compile key) and array data (traced arguments).
     sites : list of dict
         One entry per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
-        (unconstrained), ``param`` (a ``param`` site), ``flat`` (no prior), ``support``.
+        (unconstrained), ``param`` (a ``param`` site), ``kind`` (``"param"``, or ``"latent"`` for
+        a ``latent`` site), ``flat`` (no prior), ``support``.
     observed : dict
         Observed sites: name -> observed array.
     z0 : array
@@ -389,6 +400,8 @@ class Objective:
         A label per coordinate of ``z`` (``w[3]``; for constrained vector sites the unconstrained
         coordinates are labelled by their index too).
     """
+
+    partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
 
     def __init__(self, model, data, init=None):
         self.model = model
@@ -413,6 +426,7 @@ class Objective:
                 f"init: {sorted(unused)} are not latent sites of {self.name}; its parameters are "
                 f"{info['latent_names']}"
             )
+        self._supports = info.get("supports", {})
         self._check(checks, observed, init)
 
         self.sites = info["sites"]
@@ -424,6 +438,7 @@ class Objective:
         self.n_obs = int(sum(info["n_obs"].values()))
         if not self.sites:
             raise ValueError(f"fit({self.name}): the program has no parameters to fit")
+        self.latent = tuple(s["name"] for s in self.sites if s["kind"] == LATENT)
 
         # ravel_pytree sorts dict keys; a list keeps z in trace order (labels, tables, warnings).
         names = [s["name"] for s in self.sites]
@@ -432,14 +447,8 @@ class Objective:
         self.z0 = jax.device_put(np.concatenate([np.ravel(p) for p in parts]) if parts else np.zeros(0))
         self._unravel = _DictUnravel(_list_unravel([p.shape for p in parts], [p.dtype for p in parts]), tuple(names))
         self.dim = int(self.z0.size)
-        # A label per coordinate of z; coordinates of a constrained vector site (a simplex has
-        # K - 1 of them) are labelled by the site.
-        self.labels = []
-        for s in self.sites:
-            if s["zshape"] == s["shape"]:
-                self.labels += self.site_labels(s["name"], s["shape"])
-            else:
-                self.labels += [s["name"]] * int(np.prod(s["zshape"], dtype=int))
+        self.coords = {}
+        self._label_z()
 
         layout = tuple((s["name"], s["shape"], s["zshape"]) for s in self.sites)
         self.key = (model, _static_key(self.static), layout)
@@ -466,12 +475,15 @@ class Objective:
                     f"support; give init={{{name!r}: ...}} inside it"
                 )
             bad = ~np.broadcast_to(ok, np.shape(observed[name])[: ok.ndim])
-            idx = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.ndim else ()
-            idx = idx[0] if len(idx) == 1 else idx
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape)) if bad.ndim else ()
+            value = np.asarray(observed[name])[idx].tolist()
+            where = first_index(bad)
+            support = self._supports.get(name)
             raise ValueError(
                 f"observe({name!r}): {int(bad.sum())} values of obs lie outside the support of "
-                f"the noise model, first at index {idx} "
-                f"(value {np.asarray(observed[name])[idx] if bad.ndim else np.asarray(observed[name])})"
+                f"the noise model"
+                + (f", {support_text(support)}" if support is not None else "")
+                + f"; first at index {where} (value {value})"
             )
 
     # -- helpers on one point -----------------------------------------------------------------
@@ -502,18 +514,40 @@ class Objective:
         ``idx`` along their leading axis: a subset of the observations."""
         return {**self.static, **{k: (np.asarray(v)[idx] if k in keys else v) for k, v in self.arrays.items()}}
 
+    def _label_z(self):
+        # A label per coordinate of z; coordinates of a constrained vector site (a simplex has
+        # K - 1 of them) are labelled by the site.
+        self.labels = []
+        for s in self.sites:
+            if s["zshape"] == s["shape"]:
+                self.labels += self.site_labels(s["name"], s["shape"])
+            else:
+                self.labels += [s["name"]] * int(np.prod(s["zshape"], dtype=int))
+
+    def set_coords(self, coords):
+        """Label the parameters' axes: ``coords={dim: labels}`` for the dims given in
+        ``param(..., dims=...)`` (a dim without coords is labelled 0, 1, ...)."""
+        self.coords = site_coords(self.sites, coords, self.name)
+        self._label_z()
+
+    def score_outer(self, z):
+        """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
+        scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
+        return scores.T @ scores
+
     def site_labels(self, name, shape):
-        if shape == ():
-            return [name]
-        # ArviZ's labels (az.summary, plot_forest): w[0, 1]
-        return [f"{name}[{', '.join(map(str, i))}]" for i in np.ndindex(*shape)]
+        return site_labels(name, shape, self.sites, self.coords)
 
     def _explain_nonfinite(self, z):
         """Which site makes the log density non-finite at ``z``."""
         zd = self._unravel(z)
         m = handlers.substitute(self.model, substitute_fn=partial(_natural_value, zd, False))
+        tracer = handlers.trace(m)
         with numpyro.validation_enabled(False):
-            tr = handlers.trace(m).get_trace(**self.static, **self.arrays)
+            try:
+                tr = tracer.get_trace(**self.static, **self.arrays)
+            except ValueError as e:
+                raise ValueError(_blame_priors(tracer.trace, e)) from None
         for name, s in tr.items():
             if s["type"] != "sample":
                 continue
@@ -535,6 +569,90 @@ class Objective:
             site = tr[s["name"]]
             z[s["name"]] = biject_to(site["fn"].support).inv(site["value"])
         return ravel_pytree([z[s["name"]] for s in self.sites])[0]
+
+
+def site_coords(sites, coords, where="fit") -> dict:
+    """``{dim: list of labels}`` for every dim of ``sites``, checked against their sizes."""
+    coords = dict(coords or {})
+    if not all(isinstance(k, str) for k in coords):
+        raise TypeError(f"{where}: coords must be a dict {{dim name: labels}}")
+    out, used, bare = {}, set(), []
+    for s in sites:
+        for axis, dim in enumerate(s.get("dims") or ()):
+            n = s["shape"][axis]
+            labels = coords.get(dim)
+            if labels is None:
+                bare.append(dim)
+            labels = list(range(n)) if labels is None else [_plain(v) for v in np.asarray(labels).tolist()]
+            if len(labels) != n:
+                raise ValueError(
+                    f"{where}: coords[{dim!r}] has {len(labels)} labels but param({s['name']!r}) "
+                    f"has {n} entries along that dim; give one label per entry"
+                )
+            if dim in out and out[dim] != labels:
+                raise ValueError(f"{where}: dim {dim!r} has different sizes in different parameters")
+            out[dim] = labels
+            used.add(dim)
+    unknown = sorted(set(coords) - used)
+    if unknown and bare:
+        # coords for dims no parameter has are fine (one COORDS for several programs, as
+        # ArviZ's), unless a dim went unlabelled beside them: most likely a misspelling
+        raise ValueError(
+            f"{where}: coords {unknown} name no dim of any parameter, and dim(s) "
+            f"{sorted(set(bare))} have no coords; is one a misspelling of the other?"
+        )
+    return out
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def site_labels(name, shape, sites=(), coords=None) -> list:
+    """A label per entry: ``w[0, 1]`` (ArviZ's labels), ``w[GPA]`` where the site has dims with
+    coords."""
+    if shape == ():
+        return [name]
+    dims = next((s.get("dims") for s in sites if s["name"] == name), None)
+    coords = coords or {}
+    if dims and all(d in coords for d in dims):
+        axes = [coords[d] for d in dims]
+        return [f"{name}[{', '.join(str(axes[a][j]) for a, j in enumerate(i))}]" for i in np.ndindex(*shape)]
+    return [f"{name}[{', '.join(map(str, i))}]" for i in np.ndindex(*shape)]
+
+
+def prior_text(fn) -> str:
+    """A prior as people write it: ``Normal(loc=0.0, scale=1.0)``."""
+    base = _base(fn)
+    args = []
+    for k in getattr(base, "arg_constraints", {}):
+        v = getattr(base, k, None)
+        if v is None:
+            continue
+        a = np.asarray(v)
+        if a.size and np.all(a == a.ravel()[0]):
+            args.append(f"{k}={a.ravel()[0].item()!r}")
+    return f"{type(base).__name__}({', '.join(args)})"
+
+
+def _blame_priors(trace, error) -> str:
+    """A program that fails at its starting values (a noise model refusing a scale of 0): the
+    parameters whose value there is <= 0, with their priors, so the message names the cause."""
+    suspects = []
+    for name, site in trace.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        v = np.asarray(site["value"])
+        if v.dtype.kind == "f" and np.any(v <= 0):
+            prior = "no prior (flat over the reals)" if _is_flat(site["fn"]) else f"prior {prior_text(site['fn'])}"
+            suspects.append(f"param({name!r}) with {prior} starts at {v.ravel()[np.argmax(v.ravel() <= 0)].item()!r}")
+    if not suspects:
+        return str(error)
+    return (
+        f"{error}. The program fails at its starting values, where " + "; ".join(suspects)
+        + ": a noise scale must be > 0, so give such a parameter a prior on the positive reals "
+        "(dist.HalfNormal, dist.Exponential, dist.LogNormal) or support='positive'"
+    )
 
 
 def _list_unravel(shapes, dtypes):

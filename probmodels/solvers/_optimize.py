@@ -106,12 +106,13 @@ def _no_eigen(z):
     return jnp.ones(n), jnp.ones(n), jnp.eye(n), jnp.zeros(n)
 
 
-def _scaled_eigen(h, g):
+def _scaled_eigen(h, g, floor=1e-8):
     """Eigen-decomposition of the Hessian scaled to unit diagonal (Marquardt's scaling, so that
     parameters of size 1e-4 and 1e2 weigh alike): ``(d, lam, v, c)`` with ``H_s = D^-1 H D^-1 =
-    V diag(lam) V^T`` and ``c = V^T D^-1 g``."""
+    V diag(lam) V^T`` and ``c = V^T D^-1 g``. Diagonal entries below ``floor`` times the largest
+    are raised to it (a coordinate with no curvature is not scaled up without bound)."""
     dh = jnp.abs(jnp.diag(h))
-    d = jnp.sqrt(jnp.maximum(dh, 1e-8 * jnp.max(dh) + 1e-300))
+    d = jnp.sqrt(jnp.maximum(dh, floor * jnp.max(dh) + 1e-300))
     hs = h / d[:, None] / d[None, :]
     lam, v = jnp.linalg.eigh(0.5 * (hs + hs.T))
     return d, lam, v, v.T @ (g / d)
@@ -169,7 +170,8 @@ def _bfgs(b, s, y):
 
 
 def newton(
-    fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: float = 1e-10, reuse: bool = True
+    fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: float = 1e-10, reuse: bool = True,
+    floor: float = 1e-8,
 ) -> OptResult:
     """Minimise ``fun(z, args) + sum lam |z - center|`` by a Newton method on the exact Hessian.
 
@@ -203,6 +205,11 @@ def newton(
         Whether any ``lam`` is non-zero (chooses the step).
     reuse : bool (static)
         Carry the Hessian between steps by BFGS updates while it converges fast enough.
+    floor : float
+        The smallest diagonal of the Hessian, relative to the largest, that Marquardt's scaling
+        takes as it is (see ``_scaled_eigen``). The least-squares path, whose coordinates are all
+        curved, lowers it to 1e-30: with residuals at rounding level the scale's curvature is
+        1e-25 of the locations'.
     """
     reuse = reuse and not has_l1
     f = lambda z: fun(z, args)  # noqa: E731
@@ -228,7 +235,7 @@ def newton(
         # Positive definite: the decrement decides (scale-free). Singular but not indefinite
         # (unidentified directions): the gradient test. Negative curvature: not a minimum,
         # whatever the gradient says (a saddle or a maximum).
-        eig = _scaled_eigen(h, g)
+        eig = _scaled_eigen(h, g, floor)
         _, ev, _, c = eig
         top = jnp.maximum(jnp.max(jnp.abs(ev)), 1e-300)
         pd = ev[0] > 1e-12 * top

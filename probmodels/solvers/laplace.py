@@ -11,6 +11,7 @@ the smoothed weights (and moments from them).
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from ._common import (
@@ -26,9 +27,10 @@ from ._common import (
 )
 from ._objective import Objective
 from ._optimize import STATUS
-from .point import POINT_DEFAULTS, optimize
+from .base import APPROXIMATION, CONVERGENCE, IDENTIFICATION, OTHER, Finding, SimFit, Solver
+from .point import POINT_DEFAULTS, newton_batch, optimize
 
-__all__ = ["solve_laplace", "laplace_q", "identity_mask"]
+__all__ = ["solve_laplace", "laplace_q", "identity_mask", "batched_laplace", "LAPLACE_DEFAULTS", "SOLVER"]
 
 LAPLACE_DEFAULTS = dict(init=None, seed=0, draws=4000, gtol=1e-9, max_iter=None, optimizer="auto", psis=False)
 
@@ -52,14 +54,15 @@ def laplace_q(obj: Objective, opts: dict, method: str):
     warnings = [n for n in notes if not n.startswith("note: ")]
     ok = int(res.status) == 0
     if not ok:
-        warnings.append(
+        warnings.append(Finding(
+            CONVERGENCE,
             f"the mode search stopped after {int(res.n_iter)} iterations: {STATUS[int(res.status)]} "
             f"(largest gradient entry {float(res.grad_norm):.3g}); the Gaussian is centred at a "
-            "point that is not the mode. Give init=... or max_iter=..."
-        )
+            "point that is not the mode. Give init=... or max_iter=...",
+        ))
     cov = None
     if h is None:
-        warnings.append(f"{obj.dim} unconstrained parameters: too many for a dense Hessian")
+        warnings.append(Finding(OTHER, f"{obj.dim} unconstrained parameters: too many for a dense Hessian"))
         ok = False
     else:
         cov, singular, negative = inverse_hessian(obj, h)
@@ -70,19 +73,21 @@ def laplace_q(obj: Objective, opts: dict, method: str):
                 parts.append(f"singular along {format_labels(singular)} (not identified)")
             if negative:
                 parts.append(f"not positive definite along {format_labels(negative)} (the point is no maximum)")
-            warnings.append(
+            warnings.append(Finding(
+                IDENTIFICATION if singular else CONVERGENCE,
                 "the Hessian of the log posterior at the mode is " + " and ".join(parts)
                 + ": there is no Gaussian approximation, and no draws are returned. Add a "
-                "proper prior or reparameterise"
-            )
+                "proper prior or reparameterise",
+            ))
             cov = None
     if drop:
         kink = (lam > 0) & (res.z == center)
         if kink.any():
-            warnings.append(
+            warnings.append(Finding(
+                APPROXIMATION,
                 f"{format_labels([obj.labels[i] for i in np.flatnonzero(kink)])} sit at the kink "
-                "of their Laplace prior; the Gaussian approximation ignores the kink and is poor there"
-            )
+                "of their Laplace prior; the Gaussian approximation ignores the kink and is poor there",
+            ))
     return res, cov, ok, warnings, timer, opt_info
 
 
@@ -151,3 +156,41 @@ def _zsd_as_natural(obj, cov):
         out.append(sd[i : i + nz] if nz == nn else np.full(nn, np.nan))
         i += nz
     return np.concatenate(out)
+
+
+def batched_laplace(obj: Objective, observed: str, xs, seeds, options: dict, n_draws: int):
+    """The Laplace approximation of many data sets in one vmapped Newton run (``calibrate``):
+    a :class:`SimFit` each, with ``n_draws`` draws of q; converged as ``solve_laplace`` has it
+    (the mode search converged and the Hessian is positive definite). None where the program
+    cannot be batched."""
+    opts = check_options("laplace", options, LAPLACE_DEFAULTS)
+    batch = newton_batch(obj, observed, xs, priors=True, jacobian=True, gtol=opts["gtol"], max_iter=opts["max_iter"])
+    if batch is None:
+        return None
+    res, arrays = batch
+    names = {s["name"] for s in obj.sites}
+    out = []
+    for j, seed in enumerate(seeds):
+        z, h = res.z[j], res.hess[j]
+        one = {**obj.arrays, observed: arrays[observed][j]}
+        est = np.concatenate([np.ravel(np.asarray(v)) for k, v in obj.fns["natural"](np.asarray(z), one).items() if k in names])
+        cov_z, singular, negative = inverse_hessian(obj, h)
+        converged = int(res.status[j]) == 0 and not singular and not negative
+        if not np.all(np.isfinite(cov_z)):
+            out.append(SimFit(est, np.full_like(est, np.nan), None, False))
+            continue
+        chol = np.linalg.cholesky(0.5 * (cov_z + cov_z.T))
+        zs = z[None] + np.asarray(jax.random.normal(jax.random.PRNGKey(int(seed)), (n_draws, obj.dim))) @ chol.T
+        nat = obj.fns["natural_batch"](np.asarray(zs), one)
+        draws = np.concatenate([np.asarray(nat[s["name"]]).reshape(n_draws, -1) for s in obj.sites], axis=1)
+        out.append(SimFit(draws.mean(0), draws.std(0, ddof=1), draws, converged))
+    return out
+
+
+def _solve(obj: Objective, options: dict) -> SolverResult:
+    return solve_laplace(obj, "laplace", options)
+
+
+SOLVER = Solver(
+    name="laplace", label="Laplace", kind="approximation", defaults=LAPLACE_DEFAULTS, solve=_solve, batched=batched_laplace
+)

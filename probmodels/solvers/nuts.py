@@ -30,6 +30,7 @@ jittered).
 
 from __future__ import annotations
 
+import contextlib
 import warnings as _warnings
 from functools import partial
 
@@ -42,12 +43,14 @@ from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import ParamInfo
 
+from .. import _progress
 from .._config import jit
 from ._adapt import grad_adapted_chain
 from ._common import SolverResult, Timer, check_options
 from ._objective import Objective
+from .base import DIVERGENCES, ESS, OTHER, RHAT, Finding, SimFit, Solver, thin
 
-__all__ = ["solve_nuts", "NUTS_DEFAULTS", "sampler_warnings"]
+__all__ = ["solve_nuts", "batched_nuts", "is_converged", "NUTS_DEFAULTS", "sampler_warnings", "SOLVER"]
 
 NUTS_DEFAULTS = dict(
     init=None,
@@ -86,6 +89,7 @@ def _sampler_key(opts: dict) -> tuple:
     return (
         "nuts", int(opts["warmup"]), int(opts["draws"]), float(opts["target_accept"]), int(opts["max_tree_depth"]),
         bool(opts["dense_mass"]), method, adaptation_of(opts), int(opts["chains"]) if method == "parallel" else None,
+        _progress.wanted(),  # a program with progress callbacks is another program
     )
 
 
@@ -106,6 +110,19 @@ def _sampler(obj: Objective, opts: dict):
         return lambda z: -log_joint(z, arrays)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    show = _progress.wanted()
+
+    def kernel_of(rng_key):
+        """The transition, reporting progress every 1% of a chain (told apart by its key)."""
+        if not show:
+            return sample_kernel
+
+        def kernel(s, model_args):
+            new = sample_kernel(s, model_args=model_args)
+            _progress.tick(rng_key, new.i, warmup + draws)
+            return new
+
+        return kernel
 
     def start_info(start, arrays):
         """``ParamInfo(z, potential, gradient)`` at a chain's start: ``start`` is one point, or
@@ -132,7 +149,7 @@ def _sampler(obj: Objective, opts: dict):
         )
 
         def transition(s, _):
-            new = sample_kernel(s, model_args=(arrays,))
+            new = kernel_of(rng_key)(s, model_args=(arrays,))
             return new, record(new, s.adapt_state.step_size)
 
         # one scan over warm-up and draws (the kernel adapts while its counter is below
@@ -142,7 +159,7 @@ def _sampler(obj: Objective, opts: dict):
 
     def gradient_chain(rng_key, start, arrays):
         return grad_adapted_chain(
-            init_kernel, sample_kernel, rng_key, start_info(start, arrays), arrays,
+            init_kernel, kernel_of(rng_key), rng_key, start_info(start, arrays), arrays,
             warmup=warmup, draws=draws, target=target, depth=depth, record=record,
         )
 
@@ -232,34 +249,53 @@ def sampler_warnings(n_div, n_total, max_rhat, min_bulk, min_tail, chains, depth
     """Warnings with counts, shares, the likely cause and the remedy."""
     out = []
     if n_div:
-        out.append(
+        out.append(Finding(
+            DIVERGENCES,
             f"{n_div} of {n_total} draws ({100 * n_div / n_total:.1f}%) diverged after warm-up: "
             "the posterior has regions of high curvature the sampler cannot follow, so it may be "
             "biased; raise target_accept (e.g. 0.95) or reparameterize (for a hierarchical "
-            "scale, the non-centred form)"
-        )
+            "scale, the non-centred form)",
+        ))
     if np.isfinite(max_rhat) and max_rhat > 1.01:
-        out.append(
+        out.append(Finding(
+            RHAT,
             f"r-hat is {max_rhat:.3f} (> 1.01): the chains disagree, so they have not mixed; run "
-            "longer (warmup=, draws=) or look for multimodality or an unidentified parameter"
-        )
+            "longer (warmup=, draws=) or look for multimodality or an unidentified parameter",
+        ))
     if np.isfinite(min_bulk) and min_bulk < 100 * chains:
-        out.append(
+        out.append(Finding(
+            ESS,
             f"the bulk effective sample size is {min_bulk:.0f} (< 100 per chain x {chains} "
-            "chains): posterior means and sds are imprecise; draw more (draws=) or reparameterize"
-        )
+            "chains): posterior means and sds are imprecise; draw more (draws=) or reparameterize",
+        ))
     if np.isfinite(min_tail) and min_tail < 100 * chains:
-        out.append(
+        out.append(Finding(
+            ESS,
             f"the tail effective sample size is {min_tail:.0f} (< 100 per chain x {chains} "
-            "chains): interval endpoints are imprecise; draw more (draws=)"
-        )
+            "chains): interval endpoints are imprecise; draw more (draws=)",
+        ))
     if depth_hits:
-        out.append(
+        out.append(Finding(
+            OTHER,
             f"{depth_hits} of {n_total} draws ({100 * depth_hits / n_total:.1f}%) hit the maximum "
             f"tree depth ({max_depth}): the sampler is taking many small steps (strong "
-            "correlations or very different scales); reparameterize or raise max_tree_depth"
-        )
+            "correlations or very different scales); reparameterize or raise max_tree_depth",
+        ))
     return out
+
+
+def _amplitude(obj: Objective, opts: dict) -> np.ndarray:
+    """The start jitter per coordinate of z. Values the user gave in init are used as given (as
+    Stan does): a jitter of 0.5 on the unconstrained scale knows nothing of a parameter whose
+    size is 1e-4."""
+    given = np.concatenate([np.full(int(np.prod(s["zshape"], dtype=int)), s["name"] in obj.init_names) for s in obj.sites])
+    return np.where(given, 0.0, max(float(opts["init_jitter"]), 0.0))
+
+
+def is_converged(n_div: int, max_rhat: float, min_bulk: float, chains: int) -> bool:
+    """The one definition of a converged NUTS run: no divergence, r-hat at most 1.01 (where there
+    are several chains) and a bulk ESS of at least 100 per chain."""
+    return not (n_div or (np.isfinite(max_rhat) and max_rhat > 1.01) or min_bulk < 100 * chains)
 
 
 def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
@@ -273,11 +309,9 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
     if opts["chain_method"] not in _CHAIN_METHODS:
         raise ValueError(f"fit(method='nuts'): chain_method must be one of {_CHAIN_METHODS}, got {opts['chain_method']!r}")
     run = _seeded(obj, opts)
-    # Values the user gave in init are used as given (as Stan does): a jitter of 0.5 on the
-    # unconstrained scale knows nothing of a parameter whose size is 1e-4.
-    given = np.concatenate([np.full(int(np.prod(s["zshape"], dtype=int)), s["name"] in obj.init_names) for s in obj.sites])
-    amplitude = np.where(given, 0.0, max(float(opts["init_jitter"]), 0.0))
-    with Timer() as timer:
+    amplitude = _amplitude(obj, opts)
+    bar = _progress.ChainProgress(chains, int(opts["warmup"]), draws_n) if _progress.wanted() else contextlib.nullcontext()
+    with Timer() as timer, bar:
         out = run(np.int64(int(opts["seed"])), np.asarray(obj.z0), amplitude, obj.arrays)
         zs, div, nsteps, accept, energy, pe, step, inv_mass = (np.asarray(a) for a in out)
         nat = obj.natural_draws(zs.reshape((-1, obj.dim)))
@@ -294,15 +328,16 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
     warnings = []
     flat = [s["name"] for s in obj.sites if s["flat"]]
     if flat:
-        warnings.append(
+        warnings.append(Finding(
+            OTHER,
             f"{', '.join(flat)} {'has a flat (improper) prior' if len(flat) == 1 else 'have flat (improper) priors'}: "
             "the posterior is proper only if the likelihood makes it so, which is the user's to "
-            "check (a proper prior removes the doubt)"
-        )
+            "check (a proper prior removes the doubt)",
+        ))
     warnings += sampler_warnings(
         n_div, chains * draws_n, max_rhat, min_bulk, min_tail, chains, depth_hits, max_depth
     )
-    converged = not (n_div or (np.isfinite(max_rhat) and max_rhat > 1.01) or min_bulk < 100 * chains)
+    converged = is_converged(n_div, max_rhat, min_bulk, chains)
 
     estimate = {k: v.mean(axis=(0, 1)) for k, v in latent.items()}
     stderr = {k: v.reshape((-1,) + v.shape[2:]).std(axis=0, ddof=1) for k, v in latent.items()}
@@ -346,3 +381,43 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
         sample_stats=sample_stats,
         attrs=dict(posterior_kind="NUTS draws (numpyro)"),
     )
+
+
+def batched_nuts(obj: Objective, observed: str, xs, seeds, options: dict, n_draws: int):
+    """NUTS on many data sets in one compiled call (``calibrate``): every chain of every data set
+    in lockstep (``jax.vmap``), chain ``c`` of data set ``j`` with the keys and starts that
+    ``fit(seed=seeds[j])`` gives it. A :class:`SimFit` each, with ``n_draws`` evenly thinned
+    draws; converged as ``solve_nuts`` has it (:func:`is_converged`)."""
+    opts = check_options("nuts", options, NUTS_DEFAULTS)
+    chains = int(opts["chains"])
+    # simulations are vmapped: chains one after the other inside each (not split over devices)
+    run = _seeded(obj, dict(opts, chain_method="sequential") if opts["chain_method"] == "parallel" else opts, compiled=False)
+    axes = {k: (0 if k == observed else None) for k in obj.arrays}
+    key = ("nuts_batched", tuple(sorted(axes.items())), run)
+    if key not in obj.fns["solvers"]:
+        obj.fns["solvers"][key] = jit(jax.vmap(run, in_axes=(0, None, None, axes)))
+    run_all = obj.fns["solvers"][key]
+    arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
+    zs, div, *_ = run_all(np.asarray(seeds, dtype=np.int64), np.asarray(obj.z0), _amplitude(obj, opts), arrays)
+    zs, div = np.asarray(zs), np.asarray(div)
+    out = []
+    for j in range(len(seeds)):
+        one = {**obj.arrays, observed: arrays[observed][j]}
+        flat_z = zs[j].reshape(-1, obj.dim)
+        nat = obj.fns["natural_batch"](np.asarray(flat_z), one)
+        latent = {s["name"]: np.asarray(nat[s["name"]]).reshape((chains, -1) + s["shape"]) for s in obj.sites}
+        max_rhat, min_bulk, _ = chain_diagnostics(latent, chains)
+        draws = np.concatenate([v.reshape(flat_z.shape[0], -1) for v in latent.values()], axis=1)
+        converged = is_converged(int(div[j].sum()), max_rhat, min_bulk, chains)
+        out.append(SimFit(draws.mean(0), draws.std(0, ddof=1), thin(draws, n_draws), converged))
+    return out
+
+
+def _solve(obj: Objective, options: dict) -> SolverResult:
+    return solve_nuts(obj, "nuts", options)
+
+
+SOLVER = Solver(
+    name="nuts", label="NUTS", kind="sampler", defaults=NUTS_DEFAULTS, solve=_solve, batched=batched_nuts,
+    quick={"warmup": 300, "draws": 300, "chains": 2},
+)

@@ -29,10 +29,12 @@ from ._common import (
     natural_moments,
     split_flat,
 )
+from . import _lsq
 from ._objective import Objective, _base, _is_real
 from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
+from .base import BOUNDARY, CONVERGENCE, EXISTENCE, IDENTIFICATION, OTHER, SEPARATION, Finding, Solver
 
-__all__ = ["solve_point", "optimize", "POINT_DEFAULTS"]
+__all__ = ["solve_point", "optimize", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
 
 POINT_DEFAULTS = dict(
     init=None,
@@ -43,6 +45,8 @@ POINT_DEFAULTS = dict(
     stderr="observed",
     draws=4000,
     jacobian=False,
+    starts=1,
+    joint=False,
 )
 _NEWTON_MAX_DIM = 200
 _HESSIAN_MAX_DIM = 3000
@@ -126,9 +130,12 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         if kind == "newton":
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True):
+            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True, dtol=1e-10, floor=1e-8):
                 args = (arrays, eps)
-                return newton(neg_log_joint, z0, args, lam, center, gtol, max_iter, has_l1=has_l1, reuse=reuse)
+                return newton(
+                    neg_log_joint, z0, args, lam, center, gtol, max_iter, has_l1=has_l1, reuse=reuse, dtol=dtol,
+                    floor=floor,
+                )
 
         else:
 
@@ -158,6 +165,9 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         run_jit = jit(run)
         solvers[key] = dict(
+            # traceable, for the compositions below (least squares first, several starts)
+            run_raw=functools.partial(run, reuse=False) if kind == "newton" else run,
+            neg_log_joint=neg_log_joint,
             post=jit(post, static_argnames=("jacobian",)),
             run=run_jit,
             # without Newton's Hessian reuse: for small data (a Hessian is cheap there), under
@@ -186,15 +196,18 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     ``post`` is one compiled call: the objective at the existence probes, the natural values, their
     Jacobian and the log-likelihood at z.
     """
+    if obj.partitioned is not None:  # rows on a dask cluster: Newton, one pass per step
+        return obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
         for name in learned:
-            notes.append(
+            notes.append(Finding(
+                OTHER,
                 f"the Laplace prior of {name!r} has a location or scale computed from other "
                 "parameters, so it is optimised as a smooth term: its MAP may sit near 0 "
-                "rather than exactly at 0"
-            )
+                "rather than exactly at 0",
+            ))
     else:
         drop, lam, center = (), np.zeros(obj.dim), np.zeros(obj.dim)
     kind = opts["optimizer"]
@@ -215,19 +228,47 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     # Newton's Hessian reuse saves a few Hessians per fit and costs 0.1-0.2 s of compile once
     # per data shape: only where a Hessian is dear (about (data size) x D work)
     reuse = sum(int(np.size(a)) for a in obj.arrays.values()) * obj.dim >= _REUSE_MIN_WORK
+    starts = opts["starts"]
+    if isinstance(starts, (bool, np.bool_)) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise ValueError(
+            f"fit(method={method!r}): starts must be a positive integer (how many starting points "
+            f"to optimise from), got {starts!r}"
+        )
+    starts = int(starts)
     with Timer() as timer:
-        if smooth:
+        # the least-squares path: Gaussian noise, MLE (or MAP with flat priors), predictions
+        # nonlinear in the parameters (a linear model is solved by Newton's first step)
+        lsq = None
+        if kind == "newton" and not drop and not smooth and not jacobian and (not priors or all(s["flat"] for s in obj.sites)):
+            lsq = _lsq.structure(obj)
+        if starts > 1:
+            zs = _draw_starts(obj.z0, starts, int(opts["seed"]))
+            batched = _batched(fns, obj, lsq)
+            n_iter = 0
+            for eps in _SMOOTHING if smooth else (0.0,):
+                out = batched(zs, obj.arrays, eps, *args)
+                res_b = out[0] if lsq is not None else out
+                zs, n_iter = res_b.z, n_iter + np.asarray(res_b.n_iter)
+            res_b = res_b._replace(n_iter=n_iter)
+            res, info["starts"], i = _best(res_b)
+            if lsq is not None:
+                info["least_squares_iterations"] = int(np.asarray(out[1].n_iter)[i])
+            if smooth:
+                h = None  # the Fisher information, below
+            else:
+                h = res.hess
+        elif smooth:
             z, iters, hessians = obj.z0, 0, 0
             for eps in _SMOOTHING:
                 res = fns["run" if reuse else "run_plain"](z, obj.arrays, eps, *args)
                 z, iters, hessians = res.z, iters + int(res.n_iter), hessians + int(res.n_hess)
             res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters, n_hess=hessians))
-            fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
-            h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, 0.0))
-            notes.append(
-                f"note: {', '.join(obj.laplace_noise)}: Laplace noise has no second derivative; the "
-                "standard errors use its Fisher information (as least-absolute-deviations theory does)"
-            )
+        elif lsq is not None:
+            eps = 0.0
+            res, lm = _from_least_squares(fns, obj, lsq)(obj.z0, obj.arrays, eps, *args)
+            res = jax.tree_util.tree_map(np.asarray, res)
+            info["least_squares_iterations"] = int(lm.n_iter)
+            h = res.hess
         else:
             eps = 0.0
             z0 = obj.z0
@@ -243,6 +284,13 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
             run = fns["run_plain"] if ("start" in info or not reuse) else fns["run"]
             res = jax.tree_util.tree_map(np.asarray, run(z0, obj.arrays, eps, *args))
             h = res.hess
+        if smooth:
+            fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
+            h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, 0.0))
+            notes.append(
+                f"note: {', '.join(obj.laplace_noise)}: Laplace noise has no second derivative; the "
+                "standard errors use its Fisher information (as least-absolute-deviations theory does)"
+            )
         if kind == "lbfgs":
             h = np.asarray(fns["hessian"](np.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
             if h is not None:
@@ -254,6 +302,61 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
 
     return res, h, post, (drop, lam, center), timer, notes, info
 
+
+
+def _draw_starts(z0, k: int, seed: int) -> np.ndarray:
+    """``k`` starting points: ``z0`` and ``k - 1`` drawn around it on the unconstrained scale,
+    ``z0 + max(|z0|, 1) N(0, 1)`` coordinate by coordinate (relative to the start's own size,
+    so a rate of 1e-4 and an amplitude of 500 are both moved by their own order of magnitude)."""
+    z0 = np.asarray(z0, np.float64)
+    noise = np.random.default_rng(seed).standard_normal((k - 1, z0.size))
+    return np.vstack([z0[None], z0 + np.maximum(np.abs(z0), 1.0) * noise])
+
+
+def _from_least_squares(fns: dict, obj: Objective, lsq):
+    """Compiled: Levenberg-Marquardt on the residuals (the scale profiled out), then Newton on
+    the full likelihood from there; returns (OptResult, LMResult)."""
+    key = ("least_squares", lsq)
+    if key not in fns:
+        fns[key] = jit(_lsq_then_newton(fns, obj, lsq))
+    return fns[key]
+
+
+def _lsq_then_newton(fns, obj, lsq):
+    start = _lsq.least_squares_start(obj, lsq)
+    run = fns["run_raw"]
+
+    def run_lsq(z0, arrays, eps, lam, center, gtol, max_iter):
+        z, lm, floor = start(z0, arrays)
+        return run(z, arrays, eps, lam, center, gtol, max_iter, dtol=jnp.maximum(1e-10, floor), floor=1e-30), lm
+
+    return run_lsq
+
+
+def _batched(fns: dict, obj: Objective, lsq):
+    """Compiled: the optimiser vmapped over a leading axis of starting points (one compile for
+    any number of starts; Newton without its Hessian reuse, whose ``cond`` would compute both
+    branches under ``vmap``)."""
+    key = ("batched", lsq)
+    if key not in fns:
+        one = _lsq_then_newton(fns, obj, lsq) if lsq is not None else fns["run_raw"]
+        fns[key] = jit(jax.vmap(one, in_axes=(0,) + (None,) * 6))
+    return fns[key]
+
+
+def _best(res_b):
+    """The best of a batch of optimiser results: the lowest objective among the converged ones
+    (among all finite ones where none converged), and how many starts reached it (converged, and
+    within 1e-8 relative of its objective): ``(result, count, index)``."""
+    res_b = jax.tree_util.tree_map(np.asarray, res_b)
+    value = np.where(np.isfinite(res_b.value), res_b.value, np.inf)
+    ok = res_b.status == 0
+    pool = np.where(ok, value, np.inf) if ok.any() else value
+    i = int(np.argmin(pool))
+    best = value[i]
+    reached = int(np.sum(ok & (value <= best + 1e-8 * max(1.0, abs(best)))))
+    res = jax.tree_util.tree_map(lambda a: a[i] if np.ndim(a) else a, res_b)
+    return res, reached, i
 
 # Hessian reuse from (data elements) x (parameters) of 1e6: a Gaussian regression with N = 10,000,
 # d = 5 (a Hessian ~0.2 ms); the report's examples (N = 60) compile without it
@@ -404,8 +507,14 @@ def _boundary_params(obj, z):
 
 
 def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
-    """MLE (``priors=False``) or MAP; see the module docstring."""
+    """MLE (``priors=False``) or MAP; see the module docstring. A program with ``latent`` sites
+    gets the marginal fit (latents integrated out, ``_marginal.py``) unless ``joint=True`` asks
+    for the joint mode over params and latents together."""
     opts = check_options(method, options, POINT_DEFAULTS)
+    if getattr(obj, "latent", ()) and not opts["joint"]:
+        from ._marginal import solve_marginal
+
+        return solve_marginal(obj, method, options, solve_point)
     priors = method == "map"
     if not priors and not obj.observed:
         raise ValueError(f"fit({obj.name}, method='mle'): the program observes nothing (no observe(..., obs=x)), so there is no likelihood")
@@ -423,12 +532,13 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     z = res.z
     converged = int(res.status) == 0
     if not converged:
-        warnings.append(
+        warnings.append(Finding(
+            CONVERGENCE,
             f"the optimiser stopped after {int(res.n_iter)} iterations without converging: "
             f"{STATUS[int(res.status)]}; the largest gradient entry is {float(res.grad_norm):.3g} "
             f"(tolerance {opts['gtol']:g} x max(1, |objective|)). Give a better start (init=...) "
-            "or more iterations (max_iter=...)"
-        )
+            "or more iterations (max_iter=...)",
+        ))
 
     # Does the optimum exist at all?
     what = "MLE" if method == "mle" else "MAP"
@@ -439,19 +549,21 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         sep = [(n, k, t) for n, k, t in _separation(obj, z) if k > 0]
         if sep:
             detail = "; ".join(f"{k} of {t} observations of {n!r} ({100 * k / t:.1f}%)" for n, k, t in sep)
-            warnings.append(
+            warnings.append(Finding(
+                SEPARATION,
                 f"the {what} does not exist: perfect separation. {detail} are fitted with "
                 f"probability > 1 - 1e-6 and the objective keeps decreasing as "
                 f"{format_labels(diverging)} grow without bound, so their estimates and standard "
                 "errors are meaningless. A prior (method='map' with a Normal or Student-t prior) "
-                "or a penalty gives finite estimates"
-            )
+                "or a penalty gives finite estimates",
+            ))
         else:
-            warnings.append(
+            warnings.append(Finding(
+                EXISTENCE,
                 f"the {what} does not exist: the objective keeps decreasing as "
                 f"{format_labels(diverging)} run off to infinity. A prior (method='map') or a "
-                "reparameterisation gives finite estimates"
-            )
+                "reparameterisation gives finite estimates",
+            ))
     elif kind_exist == "unbounded":
         converged = False
         if method == "mle":
@@ -462,54 +574,80 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
                 "a non-centred parameterization (hierarchical scales), or a posterior method (nuts)"
             )
         density = "likelihood" if method == "mle" else "posterior density"
-        warnings.append(
+        warnings.append(Finding(
+            EXISTENCE,
             f"the {what} does not exist: the {density} increases without bound as "
             f"{format_labels(diverging)} {_verb(diverging, 'approaches', 'approach')} the boundary "
-            f"of {_verb(diverging, 'its', 'their')} support. {remedy}"
-        )
+            f"of {_verb(diverging, 'its', 'their')} support. {remedy}",
+        ))
     boundary = _boundary_params(obj, z)
+    inverse = inverse_hessian(obj, h) if h is not None else None
+    if inverse is not None:
+        # far out on the unconstrained scale but curved there (a noise scale of 1e-13 fitted to
+        # residuals at rounding level): a determined value, not a boundary
+        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2]]
     if boundary and kind_exist != "unbounded":
-        warnings.append(
+        warnings.append(Finding(
+            BOUNDARY,
             f"{format_labels(boundary)} {_verb(boundary, 'lies', 'lie')} on the boundary of "
             f"{_verb(boundary, 'its', 'their')} support: the {what} sits there (e.g. a variance at "
             "0), a Gaussian approximation and Wald interval around it are not valid, and a plug-in "
-            "predictive gives the boundary (almost) zero probability"
-        )
+            "predictive gives the boundary (almost) zero probability",
+        ))
 
     # Standard errors.
     stderr_kind = opts["stderr"]
     cov_z = None
     if h is None:
-        warnings.append(
+        warnings.append(Finding(
+            OTHER,
             f"standard errors not computed: {obj.dim} unconstrained parameters, over the limit "
-            f"of {_HESSIAN_MAX_DIM} for a dense Hessian"
-        )
+            f"of {_HESSIAN_MAX_DIM} for a dense Hessian",
+        ))
     else:
-        cov_z, singular, negative = inverse_hessian(obj, h)
+        cov_z, singular, negative = inverse
         # At a boundary the curvature in z vanishes because the estimate sits at z -> +-inf: that
         # is the boundary finding above, not an unidentified parameter or a saddle.
         singular = [lab for lab in singular if lab not in boundary]
         negative = [lab for lab in negative if lab not in boundary]
         info = "observed information" if method == "mle" else "Hessian of the negative log posterior"
-        if singular:
+        # A singular information where the model determines the parameters elsewhere (two terms
+        # of a sum coincide): a stationary point, not an optimum
+        lsq = _lsq.structure(obj) if singular and not drop else None
+        collapsed = lsq is not None and _lsq.identified_elsewhere(obj, lsq, z)
+        if collapsed or negative:
+            converged = False
+        if collapsed:
+            warnings.append(Finding(
+                CONVERGENCE,
+                f"not an optimum: the {info} is singular along {format_labels(singular)} at the "
+                "point found, though the model determines them at other values (two terms of the "
+                "model coincide there: a saddle or ridge of the likelihood, where the optimiser's "
+                "steps cannot separate them); their standard errors are NaN. Optimise from several "
+                "starting points (fit(..., starts=8)) or from a start away from it (init=...)",
+            ))
+        elif singular:
             remedy = "add a prior (method='map')" if method == "mle" else "give them priors that break the tie"
-            warnings.append(
+            warnings.append(Finding(
+                IDENTIFICATION,
                 f"the {info} is singular: {format_labels(singular)} are not identified "
                 "(collinear inputs, parameters the likelihood does not depend on, or a symmetry "
                 "such as a rotation or a sign flip); their standard errors are NaN. Drop or "
                 "combine them, fix the symmetry (e.g. a triangular or ordered parameter), or "
-                f"{remedy}"
-            )
+                f"{remedy}",
+            ))
         if negative:
-            warnings.append(
+            warnings.append(Finding(
+                CONVERGENCE,
                 f"the {info} is not positive definite along {format_labels(negative)}: the point "
-                "found is not a minimum (a saddle, or not converged); their standard errors are NaN"
-            )
+                "found is not a minimum (a saddle, or not converged); their standard errors are NaN. "
+                "Optimise from several starting points (fit(..., starts=8)) or from a start away "
+                "from it (init=...)",
+            ))
         if stderr_kind == "sandwich":
             if method != "mle":
                 raise ValueError("fit(method='map'): stderr='sandwich' is for method='mle'")
-            scores = np.asarray(obj.fns["scores"](np.asarray(z), obj.arrays))
-            meat = scores.T @ scores
+            meat = obj.score_outer(z)
             cov_z = cov_z @ meat @ cov_z
     if drop and cov_z is not None:
         at_zero = (lam > 0) & (z == center)
@@ -572,3 +710,32 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
         cov=cov_nat,
         zhat=np.asarray(z),
     )
+
+
+def newton_batch(obj: Objective, observed: str, xs, *, priors: bool, jacobian: bool, gtol: float, max_iter: int | None):
+    """Newton's method on many data sets at once (``jax.vmap`` over the observation ``observed``,
+    one compiled call): ``(OptResult with a leading data-set axis, as numpy; the batched
+    arrays)``, or None where the program cannot be batched (Laplace noise needs its smoothing
+    continuation, Laplace priors their L1 term)."""
+    if obj.laplace_noise or (priors and _l1_terms(obj)[0]):
+        return None
+    fns = _solver(obj, "newton", priors, jacobian, (), False, "exact")
+    axes = {k: (0 if k == observed else None) for k in obj.arrays}
+    arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
+    zeros = jnp.zeros(obj.dim)
+    run = jax.vmap(fns["run_plain"], in_axes=(None, axes, None, None, None, None, None))
+    res = run(obj.z0, arrays, 0.0, zeros, zeros, float(gtol), int(max_iter or 500))
+    return jax.tree_util.tree_map(np.asarray, res), arrays
+
+
+def _solve_mle(obj: Objective, options: dict) -> SolverResult:
+    return solve_point(obj, "mle", options)
+
+
+def _solve_map(obj: Objective, options: dict) -> SolverResult:
+    return solve_point(obj, "map", options)
+
+
+MLE = Solver(name="mle", label="MLE", kind="point", defaults=POINT_DEFAULTS, solve=_solve_mle)
+MAP = Solver(name="map", label="MAP", kind="point", defaults=POINT_DEFAULTS, solve=_solve_map)
+SOLVERS = (MLE, MAP)

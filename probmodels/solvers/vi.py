@@ -25,13 +25,15 @@ from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.optim import optax_to_numpyro
 
+from .. import _progress
 from .._config import jit
 from ._common import SolverResult, Timer, check_options, gaussian_log_density, psis, reweight
 from ._objective import Objective
 from ._zmodel import zmodel
+from .base import CONVERGENCE, OTHER, Finding, Solver
 from .laplace import identity_mask, laplace_q
 
-__all__ = ["solve_vi", "VI_DEFAULTS"]
+__all__ = ["solve_vi", "VI_DEFAULTS", "SOLVER"]
 
 VI_DEFAULTS = dict(
     init=None,
@@ -107,7 +109,8 @@ def _svi(obj: Objective, guide_kind: str, num_particles: int, minibatch=None):
                 def step(carry, _):
                     s, k = carry
                     k, sub = jax.random.split(k)
-                    idx = jax.random.randint(sub, (b,), 0, n_total)
+                    # (the rows at hand: all N in memory, a pool drawn from them on a cluster)
+                    idx = jax.random.randint(sub, (b,), 0, arrays[keys[0]].shape[0])
                     batch = {name: (v[idx] if name in keys else v) for name, v in arrays.items()}
                     s, loss = svi.update(s, arrays=batch, obs_scale=scale)
                     return (s, k), (loss, svi.optim.get_params(s.optim_state))
@@ -223,11 +226,22 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         losses, plateau = [], False
         budget = steps - chunk_n * len(_ANNEAL)
         done = 0
+        bar = _progress.StepProgress(steps) if _progress.wanted() else None
+
+        def rows(k):
+            # partitioned rows: each chunk of steps draws its minibatches from a fresh pool of
+            # rows drawn uniformly across all chunks of the data (each step's rows stay uniform)
+            if obj.partitioned is None:
+                return obj.arrays
+            return obj.partitioned.minibatch_pool(obj, chunk_n * minibatch[2], int(opts["seed"]), k)
+
         while done + chunk_n <= budget:
-            state, rng, loss, _ = chunk(state, obj.arrays, rng, chunk_n)
+            state, rng, loss, _ = chunk(state, rows(len(losses)), rng, chunk_n)
             loss = np.asarray(loss)
             losses.append(loss)
             done += chunk_n
+            if bar is not None:
+                bar.update(done, -float(loss[-1]))
             if len(losses) >= 2:
                 a, b = losses[-2], losses[-1]
                 se = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / chunk_n)
@@ -236,9 +250,11 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
                     break
         for factor in _ANNEAL:
             state = _with(state, lr=lr0 * factor)
-            state, rng, loss, averaged = chunk(state, obj.arrays, rng, chunk_n)
+            state, rng, loss, averaged = chunk(state, rows(len(losses)), rng, chunk_n)
             losses.append(np.asarray(loss))
             done += chunk_n
+        if bar is not None:
+            bar.close(done, -float(losses[-1][-1]))
         # Polyak-Ruppert: the average of the last chunk's iterates, not the last (noisy) one
         state = _with(state, params=averaged)
         params = setup["params"](state)
@@ -250,13 +266,14 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
 
     elbo = -np.concatenate(losses)
     if not np.all(np.isfinite(elbo[-chunk_n:])):
-        warnings.append("the ELBO is not finite at the end of the optimisation: the fit failed; lower learning_rate=")
+        warnings.append(Finding(CONVERGENCE, "the ELBO is not finite at the end of the optimisation: the fit failed; lower learning_rate="))
         plateau = False
     elif not plateau:
-        warnings.append(
+        warnings.append(Finding(
+            CONVERGENCE,
             f"the ELBO was still improving after {done - chunk_n * len(_ANNEAL)} steps (the "
-            f"last chunk means differ by more than two standard errors); raise steps= (now {steps})"
-        )
+            f"last chunk means differ by more than two standard errors); raise steps= (now {steps})",
+        ))
 
     # Exact moments of q where the transform is the identity; draw moments elsewhere.
     if guide_kind == "normal":
@@ -297,7 +314,7 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     diagnostics = dict(
         converged=bool(plateau),
         warnings=warnings + (
-            [f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales" for w in lwarn]
+            [Finding(OTHER, f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales") for w in lwarn]
             if not ok_laplace
             else []
         ),
@@ -322,3 +339,10 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         objective=obj,
         attrs=dict(posterior_kind=f"variational approximation ({guide_kind} guide on the unconstrained space)"),
     )
+
+
+def _solve(obj: Objective, options: dict) -> SolverResult:
+    return solve_vi(obj, "vi", options)
+
+
+SOLVER = Solver(name="vi", label="VI", kind="approximation", defaults=VI_DEFAULTS, solve=_solve, quick={"steps": 6000})

@@ -1,0 +1,557 @@
+"""The marginal likelihood of the params with every ``latent`` site integrated out (Laplace).
+
+For a program with params ``theta`` and latents ``u`` (unconstrained), ``f(theta, u) = -log p(x,
+u | theta)`` (the param priors in it for MAP, none for MLE; the log-Jacobian of each constrained
+latent's transform always, since the integral is taken on the unconstrained scale), the point
+solvers maximise the Laplace approximation (as lme4's ``glmer``, glmmTMB and TMB do)
+
+.. math::
+
+    -\\log L(\\theta) \\approx f(\\theta, \\hat u) + \\tfrac12 \\log\\det H_{uu}(\\theta, \\hat u)
+    - \\tfrac{n_u}2 \\log 2\\pi, \\qquad \\hat u(\\theta) = \\arg\\min_u f(\\theta, u),
+
+exact when ``f`` is quadratic in ``u`` (Gaussian latents in a Gaussian model).
+
+* **Inner solve.** ``u_hat(theta)`` by a Levenberg-damped Newton iteration on ``u`` (one
+  ``lax.while_loop``), started at the latents' initial values.
+* **Structure.** ``H_uu``'s sparsity pattern is read once per fit from one dense evaluation at a
+  perturbed start (``n_u`` Hessian-vector products, in batches); its connected components are
+  the blocks (a random intercept: ``n_u`` blocks of 1, a diagonal; an intercept and slope per
+  group: blocks of 2; crossed effects: one dense block). The coordinates are coloured by their
+  position in their block, so that ``H_uu`` costs ``b`` Hessian-vector products (``b`` the
+  largest block), not ``n_u``, and is factored block by block (batched Cholesky).
+* **Exact derivatives through the inner optimum** (implicit differentiation, as TMB). The inner
+  loop runs on ``stop_gradient(theta)``; the objective is then evaluated at
+  ``u_2 = N(N(u*))``, two Newton steps ``N(u) = u - H_uu^{-1} grad_u f`` differentiable in
+  ``theta`` from that optimum. ``u_hat(theta)`` is a fixed point of ``N`` where ``N``'s
+  derivative in ``u`` vanishes, so ``u_1 - u_hat = O(|d theta|^2)`` and ``u_2 - u_hat =
+  O(|d theta|^4)``: ``u_2`` has the first three derivatives of ``u_hat`` (the implicit function
+  theorem's ``du/dtheta = -H_uu^{-1} H_u theta`` and the next two), so the gradient and the
+  Hessian of the approximate marginal (the log-determinant needs ``d^2 u / d theta^2``) are
+  exact at any point, not approximations.
+
+``MarginalObjective`` is a view of the joint :class:`Objective` over the param coordinates only,
+so the point solver runs on it unchanged; :func:`solve_marginal` then adds the latents'
+conditional modes and standard deviations (lme4's ``ranef`` and its conditional variances).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.extend
+import jax.numpy as jnp
+from numpyro.distributions.transforms import biject_to
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .._config import jit
+from ..program import LATENT, PARAM
+from ._common import SolverResult
+from ._objective import Objective, _DictUnravel, _is_real, _list_unravel
+
+__all__ = ["MarginalObjective", "solve_marginal", "latent_structure"]
+
+_START = "_latent_start"  # data keys of the view: traced, so a new fit of the same shapes compiles nothing
+_BLOCKS = "_latent_blocks"
+_COLORS = "_latent_colors"
+_COMPONENT = "_latent_component"
+_PROBE_BATCH = 64  # Hessian-vector products per batch in the one dense probe of H_uu
+_MAX_LATENT = 20_000  # the dense probe costs n_u Hessian-vector products
+_MAX_BLOCK = 4_000  # a dense block of this size: a 4000 x 4000 Cholesky per evaluation
+_INNER_MAX_ITER = 200
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def _coords(obj: Objective):
+    """Indices of the param and the latent coordinates of ``z`` (numpy)."""
+    kinds = []
+    for s in obj.sites:
+        kinds += [s["kind"]] * int(np.prod(s["zshape"], dtype=int))
+    kinds = np.asarray(kinds)
+    return np.flatnonzero(kinds == PARAM), np.flatnonzero(kinds == LATENT)
+
+
+# ---------------------------------------------------------------------------------------------
+# the latent Hessian's block structure
+
+
+def _blocks_from_pattern(pattern):
+    """``(idx, colors, component, kind)`` from a boolean ``(n_u, n_u)`` pattern: ``idx``
+    (components x b) of coordinate indices padded with ``n_u``, ``colors`` the position of each
+    coordinate in its block, ``component`` its block, ``kind`` in words."""
+    n = pattern.shape[0]
+    n_comp, label = connected_components(csr_matrix(pattern), directed=False)
+    order = np.argsort(label, kind="stable")
+    sizes = np.bincount(label, minlength=n_comp)
+    b = int(sizes.max())
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n) - np.repeat(starts, sizes)
+    idx = np.full((n_comp, b), n, dtype=np.int64)
+    idx[label, pos] = np.arange(n)
+    if b == 1:
+        kind = f"diagonal ({n} latent coordinates)"
+    elif n_comp == 1:
+        kind = f"dense ({n} x {n})"
+    else:
+        kind = f"block-diagonal ({n_comp} blocks of up to {b})"
+    return idx, pos, label, kind
+
+
+def latent_structure(obj: Objective):
+    """The block structure of ``H_uu`` (see the module docstring): ``(idx, colors, component,
+    kind)``."""
+    P, L = _coords(obj)
+    n_u = len(L)
+    if n_u > _MAX_LATENT:
+        raise ValueError(
+            f"fit({obj.name}): {n_u} latent coordinates, over the limit of {_MAX_LATENT} for "
+            "the marginal (Laplace) point fit; use method='laplace', 'vi' or 'nuts' (they treat "
+            "latents as ordinary unknowns)"
+        )
+    cache = obj.fns["solvers"]
+    key = ("latent_probe",)
+    if key not in cache:
+        raw = obj.fns["log_joint_raw"]
+        Lj = jnp.asarray(L)
+
+        def probe(z, arrays):
+            def grad_u(u):
+                zz = z.at[Lj].set(u)
+                return jax.grad(lambda w: raw(w, arrays, priors=True, jacobian=True))(zz)[Lj]
+
+            def column(v):
+                return jax.jvp(grad_u, (z[Lj],), (v,))[1]
+
+            return jax.lax.map(column, jnp.eye(n_u), batch_size=_PROBE_BATCH)
+
+        cache[key] = jit(probe)
+    # at a perturbed start: a zero of the Hessian at one point that is not structural (a
+    # symmetric start) would split a block
+    z0 = np.asarray(obj.z0)
+    z = z0 + 0.05 * np.random.default_rng(0).standard_normal(z0.shape)
+    h = np.asarray(cache[key](z, obj.arrays))
+    if not np.all(np.isfinite(h)):
+        h = np.asarray(cache[key](z0, obj.arrays))
+    pattern = (h != 0) | (h.T != 0) | ~np.isfinite(h) | ~np.isfinite(h.T)
+    np.fill_diagonal(pattern, True)
+    idx, colors, component, kind = _blocks_from_pattern(pattern)
+    if idx.shape[1] > _MAX_BLOCK:
+        raise ValueError(
+            f"fit({obj.name}): the latents' Hessian has a dense block of {idx.shape[1]} "
+            f"coordinates, over the limit of {_MAX_BLOCK}; use method='laplace', 'vi' or 'nuts'"
+        )
+    return idx, colors, component, kind
+
+
+# ---------------------------------------------------------------------------------------------
+# block linear algebra on (components, b, b) stacks
+
+
+def _gather(v, idx):
+    """A latent vector as blocks (components, b), padding 0."""
+    return jnp.concatenate([v, jnp.zeros((1,) + v.shape[1:], v.dtype)])[idx]
+
+
+def _scatter(blocks, arrays):
+    """Blocks (components, b) back to a latent vector: a gather by each coordinate's block and
+    position (a scatter would not transpose under reverse mode: the padding repeats an index)."""
+    return blocks[arrays[_COMPONENT], arrays[_COLORS]]
+
+
+def _solve(chol, v, arrays):
+    """``H^{-1} v`` from the blocks' Cholesky factors."""
+    y = jax.scipy.linalg.cho_solve((chol, True), _gather(v, arrays[_BLOCKS])[..., None])[..., 0]
+    return _scatter(y, arrays)
+
+
+class _Fns:
+    """The marginal objective's functions for one configuration (priors, jacobian, ...)."""
+
+    def __init__(self, joint_raw, D, P, L, b):
+        self.raw, self.D, self.P, self.L, self.b = joint_raw, D, jnp.asarray(P), jnp.asarray(L), b
+        self.n_u = len(L)
+        self._joint = {}
+
+    def _neg_joint(self, kw, z, arrays, eps):
+        """``-log p(z)`` through the program's jaxpr, made once per configuration and shapes:
+        the marginal's code has the joint density in it ~10 times (under jvp, vmap and grad),
+        and re-running the program's Python (numpyro's handlers) at each took seconds of
+        tracing; the jaxpr's primitives are replayed instead (inlined, so XLA sees one program;
+        a nested ``jit`` compiled 10x slower)."""
+        leaves, tree = jax.tree_util.tree_flatten((z, arrays, eps))
+        key = (tuple(sorted(kw.items())), tree, tuple((jnp.shape(v), jnp.result_type(v)) for v in leaves))
+        if key not in self._joint:
+            raw = self.raw
+
+            def flat(*xs):
+                zz, aa, ee = jax.tree_util.tree_unflatten(tree, xs)
+                return -raw(zz, aa, ee, **kw)
+
+            specs = [jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves]
+            self._joint[key] = jax.extend.core.jaxpr_as_fun(jax.make_jaxpr(flat)(*specs))
+        return self._joint[key](*leaves)[0]
+
+    def assemble(self, theta, u):
+        z = jnp.zeros(self.D, jnp.result_type(theta, u))
+        return z.at[self.P].set(theta).at[self.L].set(u)
+
+    def f(self, theta, u, arrays, eps, kw):
+        return self._neg_joint(kw, self.assemble(theta, u), _joint_arrays(arrays), eps)
+
+    def hessian_blocks(self, theta, u, arrays, eps, kw):
+        """``H_uu`` as (components, b, b) blocks from ``b`` Hessian-vector products."""
+        idx, colors = arrays[_BLOCKS], arrays[_COLORS]
+        grad_u = jax.grad(lambda v: self.f(theta, v, arrays, eps, kw))
+        seeds = (colors[None, :] == jnp.arange(self.b)[:, None]).astype(u.dtype)
+
+        def column(v):
+            return jax.jvp(grad_u, (u,), (v,))[1]
+
+        if self.b == 1:  # a diagonal: one product, no vmap
+            hv = column(seeds[0])[None]
+        elif self.b <= _PROBE_BATCH:
+            hv = jax.vmap(column)(seeds)
+        else:
+            hv = jax.lax.map(column, seeds, batch_size=_PROBE_BATCH)
+        # hv[k, i] = H[i, j] for the j of colour k in i's block
+        ext = jnp.concatenate([hv, jnp.zeros((self.b, 1), hv.dtype)], axis=1)
+        blocks = jnp.transpose(ext[:, idx], (1, 2, 0))  # (components, row r, colour k)
+        pad = idx == self.n_u
+        eye = jnp.eye(self.b, dtype=blocks.dtype)
+        blocks = jnp.where(pad[:, :, None] | pad[:, None, :], eye, blocks)
+        return 0.5 * (blocks + jnp.swapaxes(blocks, 1, 2)), grad_u
+
+    def inner(self, theta, u0, arrays, eps, kw):
+        """``u_hat(theta)`` by Levenberg-damped Newton (no derivatives through it). Returns ``(u,
+        squared Newton decrement at u)``."""
+        idx = arrays[_BLOCKS]
+        f = lambda v: self.f(theta, v, arrays, eps, kw)  # noqa: E731
+        eye = jnp.eye(self.b)
+
+        def newton_step(u, lam):
+            blocks, grad_u = self.hessian_blocks(theta, u, arrays, eps, kw)
+            g = grad_u(u)
+            scale = 1.0 + jnp.abs(jnp.diagonal(blocks, axis1=1, axis2=2))
+            chol = jnp.linalg.cholesky(blocks + lam * scale[:, :, None] * eye)
+            p = -_solve(chol, g, arrays)
+            return p, g
+
+        def body(state):
+            u, fu, lam, it, _, _ = state
+            p, g = newton_step(u, lam)
+            dec2 = -(g @ p)
+            u_new = u + p
+            f_new = f(u_new)
+            ok = jnp.all(jnp.isfinite(p)) & jnp.isfinite(f_new) & (f_new <= fu + 1e-12 * jnp.abs(fu))
+            u_next = jnp.where(ok, u_new, u)
+            lam_next = jnp.where(ok, jnp.where(lam > 1e-10, lam / 10.0, 0.0), jnp.maximum(10.0 * lam, 1e-6))
+            # converged: an undamped Newton step whose decrement (in conditional sds) is at
+            # rounding level
+            done = (lam == 0.0) & jnp.isfinite(dec2) & (dec2 <= 1e-20 * jnp.maximum(1.0, jnp.abs(fu)))
+            return u_next, jnp.where(ok, f_new, fu), lam_next, it + 1, done, jnp.where(lam == 0.0, dec2, jnp.inf)
+
+        def more(state):
+            _, _, lam, it, done, _ = state
+            return ~done & (it < _INNER_MAX_ITER) & (lam < 1e12)
+
+        state0 = (u0, f(u0), jnp.asarray(0.0), 0, jnp.asarray(False), jnp.asarray(jnp.inf))
+        u, _, _, _, _, dec2 = jax.lax.while_loop(more, body, state0)
+        return u, dec2
+
+    def mode(self, theta, arrays, eps, kw):
+        """``u_hat(theta)``, differentiable to any order by the implicit function theorem."""
+        key = ("mode",) + tuple(sorted(kw.items()))
+        if key not in self._joint:
+            self._joint[key] = self._implicit_mode(kw)
+        return self._joint[key](theta, arrays, eps)
+
+    def _implicit_mode(self, kw):
+        """``u_hat`` as a ``custom_jvp``: the inner loop runs on values only, and the tangent is
+        the implicit function theorem's ``du = -H_uu^{-1} (d/dtheta grad_u f) dtheta`` at the
+        mode, written in differentiable JAX (its own derivatives call ``mode`` again), so the
+        marginal's gradient and Hessian are exact."""
+
+        @jax.custom_jvp
+        def mode(theta, arrays, eps):
+            return self.inner(theta, arrays[_START], arrays, eps, kw)[0]
+
+        @mode.defjvp
+        def mode_jvp(primals, tangents):
+            theta, arrays, eps = primals
+            u = mode(theta, arrays, eps)
+            blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
+            chol = jnp.linalg.cholesky(blocks)
+
+            def grad_u(th):
+                return jax.grad(lambda v: self.f(th, v, arrays, eps, kw))(u)
+
+            cross = jax.jvp(grad_u, (theta,), (tangents[0],))[1]
+            return u, -_solve(chol, cross, arrays)
+
+        return mode
+
+    def neg_marginal(self, theta, arrays, eps, kw):
+        u = self.mode(theta, arrays, eps, kw)
+        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
+        chol = jnp.linalg.cholesky(blocks)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)))
+        return self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
+
+    def conditional(self, theta, arrays, eps, kw):
+        """At ``theta``: the conditional mode ``u_hat``, its conditional variances
+        ``diag(H_uu^{-1})`` and the inner solve's squared decrement."""
+        u, dec2 = self.inner(theta, arrays[_START], arrays, eps, kw)
+        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
+        inv = jnp.linalg.inv(blocks)
+        var = _scatter(jnp.diagonal(inv, axis1=1, axis2=2), arrays)
+        return u, var, dec2
+
+
+def _marginal_fns(obj: Objective, b: int, P, L):
+    """The view's function table (the keys the point solver reads), built once per program,
+    layout and block size and cached with the program's functions."""
+    key = ("marginal", b)
+    cache = obj.fns["solvers"]
+    if key in cache:
+        return cache[key]
+    joint = obj.fns
+    latent_names = frozenset(s["name"] for s in obj.sites if s["kind"] == LATENT)
+    fns_ = _Fns(joint["log_joint_raw"], obj.dim, P, L, b)
+
+    def kwargs(priors, jacobian, drop, laplace):
+        # the latents' log-Jacobian always: the integral is over their unconstrained scale
+        jac = True if jacobian is True else latent_names
+        return dict(priors=priors, jacobian=jac, drop=drop, laplace=laplace)
+
+    compiled = {}
+
+    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
+        if obs_scale is not None:
+            raise ValueError("the marginal (Laplace) objective takes no minibatches")
+        kw = kwargs(priors, jacobian, drop, laplace)
+        key = tuple(sorted(kw.items()))
+        if key not in compiled:
+            compiled[key] = _separately_compiled(fns_, kw, len(P))
+        return -compiled[key](z, arrays, 0.0 if eps is None else eps)
+
+    ll_kw = kwargs(False, False, (), "exact")
+    param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
+
+    def natural(theta, arrays):
+        # the params' natural values do not depend on the latents: read at the latents' start
+        # (the inner solve, with its compile, is left to ``conditional``)
+        return joint["natural"](fns_.assemble(theta, arrays[_START]), _joint_arrays(arrays))
+
+    def natural_flat(theta, arrays):
+        nat = natural(theta, arrays)
+        return jnp.concatenate([jnp.ravel(nat[k]) for k in param_names])
+
+    def pointwise(theta, arrays):
+        # no per-observation terms: the marginal log-likelihood is one number, from ``conditional``
+        return {}
+
+    def conditional(theta, arrays):
+        """At ``theta``: the full ``z`` with the latents' conditional modes, their conditional
+        variances, the inner solve's squared decrement, the natural values and the (Laplace)
+        marginal log-likelihood. ``u_hat`` is the same for MLE and MAP (the param priors and
+        their log-Jacobian do not involve ``u``)."""
+        u, var, dec2 = fns_.conditional(theta, arrays, 0.0, ll_kw)
+        z = fns_.assemble(theta, u)
+        blocks, _ = fns_.hessian_blocks(theta, u, arrays, 0.0, ll_kw)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(blocks), axis1=1, axis2=2)))
+        loglik = -(fns_.f(theta, u, arrays, 0.0, ll_kw) + 0.5 * logdet - 0.5 * fns_.n_u * _LOG_2PI)
+        return dict(z=z, var=var, dec2=dec2, natural=joint["natural"](z, _joint_arrays(arrays)), log_likelihood=loglik)
+
+    fns = dict(
+        log_joint_raw=log_marginal,
+        log_joint=jit(log_marginal, static_argnames=("priors", "jacobian", "drop", "laplace")),
+        natural=jit(natural),
+        natural_jacobian=jit(jax.jacfwd(natural_flat)),
+        pointwise=jit(pointwise),
+        pointwise_batch=jit(lambda zs, a: jax.lax.map(lambda z: pointwise(z, a), zs)),
+        conditional=jit(conditional),
+        solvers={},
+    )
+    cache[key] = fns
+    return fns
+
+
+def _separately_compiled(fns_: _Fns, kw: dict, d: int):
+    """The negative marginal as a function whose value, gradient and Hessian are three separately
+    compiled programs, called from the optimiser's loop (host callbacks, one per evaluation).
+
+    Inlined into the point solver's Newton loop, the inner solve and its derivatives appear ~6
+    times (the start's value, gradient and Hessian and the loop's), and XLA compiled all of them
+    (99 s for a random intercept on a busy 2-core machine, 60% of it duplicates); compiled
+    apart, each is compiled once. The derivatives are tied together by ``custom_jvp``, so the
+    solver's ``grad`` and ``jacrev(grad)`` get exactly these programs.
+    """
+
+    def neg(theta, arrays, eps):
+        return fns_.neg_marginal(theta, arrays, eps, kw)
+
+    programs = dict(value=jit(neg), grad=jit(jax.grad(neg)), hess=jit(jax.jacfwd(jax.grad(neg))))
+    shapes = dict(value=(), grad=(d,), hess=(d, d))
+
+    def call(name, theta, arrays, eps):
+        fn = programs[name]
+        out = jax.ShapeDtypeStruct(shapes[name], jnp.float64)
+        host = lambda t, a, e: np.asarray(fn(t, a, e), np.float64)  # noqa: E731
+        return jax.pure_callback(host, out, theta, arrays, eps, vmap_method="sequential")
+
+    @jax.custom_jvp
+    def gradient(theta, arrays, eps):
+        return call("grad", theta, arrays, eps)
+
+    @gradient.defjvp
+    def _gradient_jvp(primals, tangents):
+        theta, arrays, eps = primals
+        return gradient(theta, arrays, eps), call("hess", theta, arrays, eps) @ tangents[0]
+
+    @jax.custom_jvp
+    def objective(theta, arrays, eps):
+        return call("value", theta, arrays, eps)
+
+    @objective.defjvp
+    def _objective_jvp(primals, tangents):
+        theta, arrays, eps = primals
+        return objective(theta, arrays, eps), gradient(theta, arrays, eps) @ tangents[0]
+
+    return objective
+
+
+def _joint_arrays(arrays):
+    return {k: v for k, v in arrays.items() if k not in (_START, _BLOCKS, _COLORS, _COMPONENT)}
+
+
+class MarginalObjective(Objective):
+    """A view of a joint :class:`Objective` over its params, the latents integrated out.
+
+    The point solver runs on it as on any objective: ``z`` holds the param coordinates only and
+    ``fns["log_joint_raw"]`` is the Laplace-approximate marginal log density. ``joint`` is the
+    program's own objective; ``structure`` says how ``H_uu`` was factored.
+    """
+
+    def __init__(self, obj: Objective):  # a view: no prototype trace of its own
+        P, L = _coords(obj)
+        if not len(P):
+            raise ValueError(
+                f"fit({obj.name}): the program has latent sites {list(obj.latent)} but no params; "
+                "the marginal point fit maximises over params (use method='laplace', 'vi' or 'nuts' "
+                "for the latents' posterior)"
+            )
+        idx, colors, component, kind = latent_structure(obj)
+        self.joint, self.structure = obj, kind
+        self.model, self.name, self.static = obj.model, obj.name, obj.static
+        self.arrays = {
+            **obj.arrays,
+            _START: jax.device_put(np.asarray(obj.z0)[L]),
+            _BLOCKS: jax.device_put(idx),
+            _COLORS: jax.device_put(colors),
+            _COMPONENT: jax.device_put(np.asarray(component, np.int64)),
+        }
+        # a Laplace prior on a param stays in the smooth part here (its exact-zero L1 path
+        # traces the program at params alone)
+        self.sites = [
+            {**s, "prior": "Laplace (smooth)" if s["prior"] == "Laplace" else s["prior"]}
+            for s in obj.sites
+            if s["kind"] == PARAM
+        ]
+        self.observed, self.discrete = obj.observed, {"marginal": False}
+        self.laplace_noise, self.init_names = obj.laplace_noise, obj.init_names
+        self.deterministic, self.n_obs, self.latent = obj.deterministic, obj.n_obs, ()
+        self.param_coords, self.latent_coords = P, L
+        self.z0 = jax.device_put(np.asarray(obj.z0)[P])
+        self.dim = int(len(P))
+        self.labels = [obj.labels[i] for i in P]
+        shapes = [s["zshape"] for s in self.sites]
+        self._unravel = _DictUnravel(_list_unravel(shapes, [np.float64] * len(shapes)), tuple(s["name"] for s in self.sites))
+        self.key = obj.key + (("marginal", idx.shape[1]),)
+        self.fns = _marginal_fns(obj, idx.shape[1], P, L)
+
+    def observation_axis(self):
+        # no subset start: the latents' count depends on the data
+        return None, ()
+
+
+def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverResult:
+    """The marginal MLE or MAP of a program with latent sites: ``solve`` (the point solver) on
+    the :class:`MarginalObjective`, then the latents' conditional modes and sds at the estimate.
+    """
+    if options.get("stderr", "observed") == "sandwich":
+        raise ValueError(
+            f"fit(method={method!r}): stderr='sandwich' needs independent observations; with "
+            f"latent sites {list(obj.latent)} they are dependent within a group (use the default "
+            "stderr='observed')"
+        )
+    view = MarginalObjective(obj)
+    res = solve(view, method, options)
+    P, L = view.param_coords, view.latent_coords
+    at = view.fns["conditional"](np.asarray(res.zhat), view.arrays)
+    at = jax.tree_util.tree_map(np.asarray, at)
+    z, sd_z = at["z"], np.sqrt(np.clip(at["var"], 0.0, None))
+
+    estimate, stderr, notes, i = {}, {}, [], 0
+    for s in obj.sites:
+        n = int(np.prod(s["zshape"], dtype=int))
+        name = s["name"]
+        if s["kind"] == PARAM:
+            estimate[name], stderr[name] = res.estimate[name], res.stderr[name]
+        else:
+            estimate[name] = np.asarray(at["natural"][name])
+            k = np.searchsorted(L, i)
+            sd = sd_z[k : k + n].reshape(s["zshape"])
+            if not _is_real(s["support"]):
+                sd = _natural_sd(s, z[i : i + n].reshape(s["zshape"]), sd)
+            stderr[name] = sd
+        i += n
+
+    diagnostics = dict(res.diagnostics)
+    diagnostics["warnings"] = list(diagnostics["warnings"])
+    if not np.isfinite(at["dec2"]) or at["dec2"] > 1e-12:
+        diagnostics["converged"] = False
+        diagnostics["warnings"].append(
+            f"the conditional modes of the latents {list(obj.latent)} were not found at the estimate "
+            f"(Newton decrement^2 {float(at['dec2']):.3g}): the Laplace approximation there is not valid"
+        )
+    diagnostics["log_likelihood"] = float(at["log_likelihood"])
+    diagnostics["latent"] = list(obj.latent)
+    diagnostics["latent_hessian"] = view.structure
+    diagnostics["notes"] = list(diagnostics.get("notes", [])) + [
+        f"latent sites {list(obj.latent)} integrated out by the Laplace approximation at their "
+        f"conditional modes (their Hessian: {view.structure}); log_likelihood is the marginal one "
+        f"and counts {view.dim} params, not the {len(L)} latent coordinates"
+    ]
+    # the natural covariance over every site: the params' block; the latents' rows NaN (their
+    # conditional sds are in stderr)
+    cov = None
+    if res.cov is not None:
+        n_nat = sum(int(np.prod(s["shape"], dtype=int)) for s in obj.sites)
+        kinds = np.concatenate([[s["kind"] == PARAM] * int(np.prod(s["shape"], dtype=int)) for s in obj.sites])
+        cov = np.full((n_nat, n_nat), np.nan)
+        cov[np.ix_(kinds, kinds)] = res.cov
+    attrs = dict(res.attrs, posterior_kind="none", latent="conditional modes and sds at the estimate")
+    return SolverResult(
+        method=method,
+        estimate=estimate,
+        stderr=stderr,
+        draws=None,
+        zdraws=None,
+        diagnostics=diagnostics,
+        objective=obj,
+        attrs=attrs,
+        cov=cov,
+        zhat=np.asarray(z),
+    )
+
+
+def _natural_sd(site, z, sd):
+    """A constrained latent's conditional sd in the natural space, by the delta method through an
+    elementwise transform (NaN for a transform over vectors, a simplex)."""
+    t = biject_to(site["support"])
+    if site["shape"] != site["zshape"]:
+        return np.full(site["shape"], np.nan)
+    slope = jax.jvp(t, (jnp.asarray(z),), (jnp.ones_like(jnp.asarray(z)),))[1]
+    return np.abs(np.asarray(slope)) * sd

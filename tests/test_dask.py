@@ -1,0 +1,203 @@
+"""Fits on data partitioned by rows (dask arrays) on a LocalCluster of 2 worker processes.
+
+References: the same program fitted in memory on the same rows (which test_large_n.py checks
+against statsmodels). Tolerances: both Newton solvers stop within a decrement of 1e-10 standard
+errors of the optimum (the partitioned one after its last, unverified step: see
+``_partitioned._next_decrement``), so estimates agree to ~1e-10 x se ~ 1e-13 here; checked to
+1e-8. Standard errors: the partitioned fit's Hessian is the exact one at the point one Newton step
+before the optimum, which differs from the Hessian at the optimum by (contraction ~2.5e-3) x
+(decrement ~3e-5) ~ 1e-7 relative: checked to 1e-8 absolute (they are ~5e-3) and 1e-6 relative.
+"""
+
+import os
+import threading
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from distributed import Client, LocalCluster
+
+import probmodels
+from probmodels import noise, observe, param
+from probmodels.compare import log_predictive_density
+from probmodels.partitioned import map_rows
+
+N, D, CHUNK = 240_000, 4, 40_000
+
+
+def logistic(u, x=None):
+    b = param("b", dist.Normal(0.0, 5.0))
+    w = param("w", dist.Normal(0.0, 1.0), shape=(u.shape[1],))
+    return observe("x", noise.Bernoulli(logits=b + u @ w), obs=x)
+
+
+def gaussian(u, x=None):
+    b = param("b")
+    w = param("w", shape=(u.shape[1],))
+    s = param("s", support="positive")
+    return observe("x", b + u @ w + noise.Gaussian(s), obs=x)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="2GB")
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    # made where they are computed (as data read from a store are), not shipped from here
+    rs = da.random.RandomState(0)
+    u = rs.normal(size=(N, D), chunks=(CHUNK, D))
+    eta = 0.2 + u @ np.array([0.8, -0.5, 0.3, 1.2])
+    x = (rs.uniform(size=N, chunks=CHUNK) < 1 / (1 + da.exp(-eta))).astype(float)
+    return dict(u=u, x=x)
+
+
+@pytest.fixture(scope="module")
+def data(rows):
+    with dask.config.set(scheduler="threads"):
+        return {k: v.compute() for k, v in rows.items()}
+
+
+def _rows(d, chunk=CHUNK):
+    return {k: da.from_array(v, chunks=(chunk,) + v.shape[1:]) for k, v in d.items()}
+
+
+_MEMORY = {}
+
+
+def _in_memory(data, method, **kw):
+    key = (method, tuple(sorted(kw.items())))
+    if key not in _MEMORY:
+        _MEMORY[key] = probmodels.fit(logistic, data, method, **kw)
+    return _MEMORY[key]
+
+
+def _flat(d):
+    return np.r_[d["b"], d["w"]]
+
+
+def _same(f, ref):
+    np.testing.assert_allclose(_flat(f.estimate), _flat(ref.estimate), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(_flat(f.stderr), _flat(ref.stderr), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "method, kw",
+    [("mle", {}), ("mle", {"stderr": "sandwich"}), ("map", {}), ("laplace", {"draws": 100})],
+)
+def test_equals_the_in_memory_fit(client, rows, data, method, kw):
+    f = probmodels.fit(logistic, rows, method, **kw)
+    ref = _in_memory(data, method, **kw)
+    assert f.diagnostics["converged"] and ref.diagnostics["converged"]
+    _same(f, ref)
+    d = f.diagnostics
+    # from a 20,000-row sample 8.4 standard errors away: three Newton passes (+1 for the meat)
+    assert d["passes"] == 3 + (kw.get("stderr") == "sandwich"), d
+    assert d["bytes_read"] >= d["passes"] * (N * D + N) * 8
+    assert d["scheduler"].startswith("distributed")
+    assert "observed_data" not in f.to_arviz().groups()
+
+
+def test_threaded_scheduler_and_a_gaussian(data, client):
+    # the local threaded scheduler (no cluster), a program with a learned scale (a non-identity
+    # transform: the delta method), and uneven chunks; reference: the in-memory fit
+    rng = np.random.default_rng(1)
+    g = dict(u=data["u"], x=data["u"] @ np.array([1.0, 2.0, -1.0, 0.5]) + 0.7 * rng.normal(size=N))
+    ref = probmodels.fit(gaussian, g, "mle")
+    with dask.config.set(scheduler="threads"):
+        f = probmodels.fit(gaussian, _rows(g, chunk=70_000), "mle")
+    assert f.diagnostics["scheduler"] == "threads"
+    for k in ("b", "w", "s"):
+        np.testing.assert_allclose(f.estimate[k], ref.estimate[k], rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(f.stderr[k], ref.stderr[k], rtol=1e-6, atol=1e-8)
+
+
+def test_a_worker_lost_mid_fit(client, rows, data):
+    client.wait_for_workers(2)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    killed = []
+
+    def kill():
+        # as soon as the fit's first tasks run, end one worker process (its nanny restarts it)
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            if any(client.processing().values()):
+                killed.append(time.time())
+                try:
+                    client.run(os._exit, 1, workers=[victim])
+                except Exception:  # the worker dies before it answers
+                    pass
+                return
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    f = probmodels.fit(logistic, rows, "mle")
+    done = time.time()
+    thread.join()
+    assert killed and killed[0] < done
+    # the victim's process ended (its nanny starts a new one at a new address)
+    assert victim not in client.scheduler_info()["workers"]
+    _same(f, _in_memory(data, "mle"))
+    client.wait_for_workers(2, timeout=120)
+
+
+def test_minibatch_vi_near_the_map(client, rows, data):
+    f = probmodels.fit(logistic, rows, "vi", batch_size=100, steps=12_000, seed=1)
+    ref = _in_memory(data, "map")
+    assert f.diagnostics["batch_size"] == 100 and f.diagnostics["pools"] >= 6
+    # the posterior is ~Gaussian with sd = the MAP's standard errors (N = 240,000): VI's mean
+    # within 4 of them; its sd within a factor 2 (minibatches of 100 leave stochastic-gradient
+    # noise of ~30% in it; without the N / B scaling it would be sqrt(N / B) = 49 times larger)
+    z = (_flat(f.estimate) - _flat(ref.estimate)) / _flat(ref.stderr)
+    assert np.all(np.abs(z) < 4), z
+    ratio = _flat(f.stderr) / _flat(ref.stderr)
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+
+
+def test_log_predictive_density_and_map_rows(client, rows, data):
+    for method in ("map", "laplace"):
+        fit = _in_memory(data, method, **({"draws": 100} if method == "laplace" else {}))
+        lpd = log_predictive_density(fit, logistic, rows)
+        assert isinstance(lpd, da.Array) and lpd.chunks == rows["x"].chunks
+        # reference: the same function on the data in memory
+        np.testing.assert_allclose(lpd.compute(), log_predictive_density(fit, logistic, data), rtol=1e-12, atol=1e-12)
+    out = map_rows(_row_sums, {"u": rows["u"], "k": 2.0}, per_row=(1,))
+    assert out.chunks[0] == rows["u"].chunks[0]
+    np.testing.assert_allclose(out.compute()[:, 0], 2.0 * data["u"].sum(axis=1))
+
+
+def _row_sums(chunk):
+    return chunk["k"] * chunk["u"].sum(axis=1, keepdims=True)
+
+
+def test_refusals_name_the_remedy(rows):
+    with pytest.raises(ValueError, match="every NUTS gradient.*laplace.*batch_size.*subsample"):
+        probmodels.fit(logistic, rows, "nuts")
+    with pytest.raises(ValueError, match="give batch_size"):
+        probmodels.fit(logistic, rows, "vi")
+
+
+def test_bad_partitioned_input(rows, data):
+    with pytest.raises(ValueError, match="chunked differently along their rows.*rechunk"):
+        probmodels.fit(logistic, {"u": rows["u"], "x": rows["x"].rechunk(60_000)}, "mle")
+    with pytest.raises(ValueError, match="data\\['x'\\] is in memory with 240000 rows"):
+        probmodels.fit(logistic, {"u": rows["u"], "x": data["x"]}, "mle")
+    few = {"u": da.from_array(data["u"][:3], chunks=2), "x": da.from_array(data["x"][:3], chunks=2)}
+    with pytest.raises(ValueError, match="3 rows, fewer than the 5 parameters"):
+        probmodels.fit(logistic, few, "mle")
+
+
+@pytest.mark.parametrize("key, row", [("x", 0), ("u", 123_457)])
+def test_non_finite_rows_named_by_global_index(data, key, row):
+    bad = {k: v.copy() for k, v in data.items()}
+    bad[key][row] = np.nan
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match=f"non-finite.*first at row {row}\\b"):
+        probmodels.fit(logistic, _rows(bad), "mle")
