@@ -400,6 +400,9 @@ class Fit:
         if "log_prior" not in self._cache:
             self._cache["log_prior"] = log_prior(self)
         out = {"log_prior": self._cache["log_prior"]}
+        if self._result.objective.partitioned is not None:
+            # rows on a cluster: the in-memory arrays are a sample of them, not the fitted inputs
+            return out
         const = constant_data(self)
         if const:
             out["constant_data"] = const
