@@ -20,12 +20,16 @@ CAPTIONS = {
     "trace": "NUTS traces: every chain should wander over the same region.",
     "rank": "NUTS rank plots: uniform histograms mean well-mixed chains.",
     "ppc": "Posterior predictive check: data simulated from the posterior against the observed data.",
+    "prior_predictive": "Prior predictive check: data simulated from the priors alone against the observed data (are the priors plausible before the data?).",
+    "predictive": "Predictions per method: for one input, the 90% band of the predictor (Wald by the delta method for MLE and MAP, posterior quantiles otherwise) and of a new observation (plug-in for MLE and MAP); otherwise replicated data against the observed.",
     "penalty_geometry": "The noise models compared, at their fitted scales: each one's negative log-likelihood against the residual (the loss it is) and its influence function.",
 }
 TABLE_TITLES = {
     "comparison": "Estimates by method",
     "heldout": "Held-out comparison (log predictive density on 20% of the data, fits on the other 80%)",
     "loo": "Noise-model selection (az.compare on PSIS-LOO)",
+    "criteria": "Information criteria on one scale (elpd: log-likelihood - k for MLE and MAP by AIC, PSIS-LOO for posteriors)",
+    "sensitivity": "Prior sensitivity (power-scaling, Kallioinen et al. 2024): above 0.05 the prior or the likelihood moves the posterior",
 }
 
 

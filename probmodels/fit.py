@@ -321,11 +321,13 @@ class Fit:
         else:
             attrs_note = ""
         if log_likelihood and zdraws is not None and obj.observed and in_memory:
-            c, d = zdraws.shape[:2]
-            ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
-            groups["log_likelihood"] = {
-                k: np.asarray(v).reshape((c, d) + np.shape(v)[1:]) for k, v in ll.items()
-            }
+            if "log_likelihood" not in self._cache:  # shared by every variant of the idata
+                c, d = zdraws.shape[:2]
+                ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
+                self._cache["log_likelihood"] = {
+                    k: np.asarray(v).reshape((c, d) + np.shape(v)[1:]) for k, v in ll.items()
+                }
+            groups["log_likelihood"] = self._cache["log_likelihood"]
         dims = {}
         for k, v in obj.observed.items():
             dims[k] = [f"{k}_dim_{i}" for i in range(np.ndim(v))]
@@ -400,12 +402,19 @@ class Fit:
 
         from .predict import constant_data, log_prior, replicates
 
-        out = {"log_prior": log_prior(self)}
+        if "log_prior" not in self._cache:
+            self._cache["log_prior"] = log_prior(self)
+        out = {"log_prior": self._cache["log_prior"]}
+        if self._result.objective.partitioned is not None:
+            # rows on a cluster: the in-memory arrays are a sample of them, not the fitted inputs
+            return out
         const = constant_data(self)
         if const:
             out["constant_data"] = const
         if posterior_predictive and self.observed:
-            pp = replicates(self)
+            if "replicates" not in self._cache:
+                self._cache["replicates"] = replicates(self)
+            pp = self._cache["replicates"]
             if pp is None:
                 warnings.warn(
                     f"{self.method} fit of {self.model_name}: posterior_predictive left out of "
@@ -515,7 +524,7 @@ class Fit:
                 {"mean": est, "sd": se, f"hdi_{pct[0]}": lo, f"hdi_{pct[1]}": hi}, index=self.labels()
             )
             if self.kind == "sampler":
-                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x.name for x in self.sites], kind="diagnostics")
+                s = az.summary(self.to_arviz(log_likelihood=False, posterior_predictive=False), var_names=[x.name for x in self.sites], kind="diagnostics")
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method
