@@ -103,14 +103,7 @@ from numpyro.distributions import Distribution as _Distribution
     ...     scale = param("scale", support="positive")
     """
     where = f"param({name!r})"
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"param: name must be a non-empty string, got {name!r}")
-    try:
-        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
-    if any(s < 1 for s in shape):
-        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    shape = _checked_shape("param", name, shape)
 
     if prior is None:
         sup = as_constraint(support, where)
@@ -176,14 +169,7 @@ from numpyro.distributions import Distribution as _Distribution
     ...     return observe("x", b[0] + b[1] * u + a[group] + noise.Gaussian(1.0), obs=x)
     """
     where = f"latent({name!r})"
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"latent: name must be a non-empty string, got {name!r}")
-    try:
-        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
-    if any(s < 1 for s in shape):
-        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    shape = _checked_shape("latent", name, shape)
     if not isinstance(dist, _Distribution):
         raise TypeError(
             f"{where}: dist must be a numpyro distribution (e.g. dist.Normal(0, tau)), got {dist!r}; "
@@ -195,6 +181,20 @@ from numpyro.distributions import Distribution as _Distribution
             "a discrete latent variable out of the program)"
         )
     return numpyro.sample(name, _shaped_prior(dist, shape, where), infer={_MARK: LATENT})
+
+
+def _checked_shape(primitive, name, shape):
+    """The site's name checked and its ``shape`` as a tuple of positive ints."""
+    where = f"{primitive}({name!r})"
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{primitive}: name must be a non-empty string, got {name!r}")
+    try:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    return shape
 
 
 def _shaped_prior(prior, shape, where):

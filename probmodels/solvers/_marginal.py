@@ -20,15 +20,15 @@ exact when ``f`` is quadratic in ``u`` (Gaussian latents in a Gaussian model).
   group: blocks of 2; crossed effects: one dense block). The coordinates are coloured by their
   position in their block, so that ``H_uu`` costs ``b`` Hessian-vector products (``b`` the
   largest block), not ``n_u``, and is factored block by block (batched Cholesky).
-* **Exact derivatives through the inner optimum** (implicit differentiation, as TMB). The inner
-  loop runs on ``stop_gradient(theta)``; the objective is then evaluated at
-  ``u_2 = N(N(u*))``, two Newton steps ``N(u) = u - H_uu^{-1} grad_u f`` differentiable in
-  ``theta`` from that optimum. ``u_hat(theta)`` is a fixed point of ``N`` where ``N``'s
-  derivative in ``u`` vanishes, so ``u_1 - u_hat = O(|d theta|^2)`` and ``u_2 - u_hat =
-  O(|d theta|^4)``: ``u_2`` has the first three derivatives of ``u_hat`` (the implicit function
-  theorem's ``du/dtheta = -H_uu^{-1} H_u theta`` and the next two), so the gradient and the
-  Hessian of the approximate marginal (the log-determinant needs ``d^2 u / d theta^2``) are
-  exact at any point, not approximations.
+* **Exact derivatives through the inner optimum** (implicit differentiation, as TMB).
+  ``u_hat(theta)`` is a ``jax.custom_jvp``: the inner loop runs on values only, and its tangent
+  is the implicit function theorem's ``du = -H_uu^{-1} (d grad_u f / d theta) dtheta`` at the
+  mode, written in differentiable JAX whose own derivatives call ``u_hat`` again. So the
+  gradient and the Hessian of the approximate marginal (the log-determinant needs ``d^2 u /
+  d theta^2``) are exact, not finite differences.
+* **Compiled apart.** Value, gradient and Hessian over the params (and the latents' conditional
+  modes and variances) are one separately compiled program per configuration, which the point
+  solver's Newton loop calls through a host callback (see :func:`_compiled_apart`).
 
 ``MarginalObjective`` is a view of the joint :class:`Objective` over the param coordinates only,
 so the point solver runs on it unchanged; :func:`solve_marginal` then adds the latents'
@@ -167,7 +167,8 @@ def _solve(chol, v, arrays):
 
 
 class _Fns:
-    """The marginal objective's functions for one configuration (priors, jacobian, ...)."""
+    """The marginal objective's building blocks over ``theta`` (params) and ``u`` (latents);
+    ``kw`` (priors, jacobian, ...) selects the joint density's configuration."""
 
     def __init__(self, joint_raw, D, P, L, b):
         self.raw, self.D, self.P, self.L, self.b = joint_raw, D, jnp.asarray(P), jnp.asarray(L), b
@@ -226,7 +227,6 @@ class _Fns:
     def inner(self, theta, u0, arrays, eps, kw):
         """``u_hat(theta)`` by Levenberg-damped Newton (no derivatives through it). Returns ``(u,
         squared Newton decrement at u)``."""
-        idx = arrays[_BLOCKS]
         f = lambda v: self.f(theta, v, arrays, eps, kw)  # noqa: E731
         eye = jnp.eye(self.b)
 
@@ -293,20 +293,18 @@ class _Fns:
         return mode
 
     def neg_marginal(self, theta, arrays, eps, kw):
+        """``-log L(theta)`` (Laplace) and, as values only, the conditional modes, their
+        conditional variances ``diag(H_uu^{-1})`` and the squared Newton decrement there."""
         u = self.mode(theta, arrays, eps, kw)
-        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
+        blocks, grad_u = self.hessian_blocks(theta, u, arrays, eps, kw)
         chol = jnp.linalg.cholesky(blocks)
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)))
-        return self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
-
-    def conditional(self, theta, arrays, eps, kw):
-        """At ``theta``: the conditional mode ``u_hat``, its conditional variances
-        ``diag(H_uu^{-1})`` and the inner solve's squared decrement."""
-        u, dec2 = self.inner(theta, arrays[_START], arrays, eps, kw)
-        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
-        inv = jnp.linalg.inv(blocks)
-        var = _scatter(jnp.diagonal(inv, axis1=1, axis2=2), arrays)
-        return u, var, dec2
+        value = self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
+        sg = jax.lax.stop_gradient
+        g_u = sg(grad_u(u))
+        var = _scatter(jnp.diagonal(jnp.linalg.inv(sg(blocks)), axis1=1, axis2=2), arrays)
+        aux = dict(u=sg(u), var=var, dec2=g_u @ _solve(sg(chol), g_u, arrays))
+        return value, aux
 
 
 def _marginal_fns(obj: Objective, b: int, P, L):
@@ -327,21 +325,22 @@ def _marginal_fns(obj: Objective, b: int, P, L):
 
     compiled = {}
 
-    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
-        if obs_scale is not None:
-            raise ValueError("the marginal (Laplace) objective takes no minibatches")
+    def configured(priors, jacobian, drop=(), laplace="exact"):
         kw = kwargs(priors, jacobian, drop, laplace)
         key = tuple(sorted(kw.items()))
         if key not in compiled:
-            compiled[key] = _separately_compiled(fns_, kw, len(P))
-        return -compiled[key](z, arrays, 0.0 if eps is None else eps)
+            compiled[key] = _compiled_apart(fns_, kw, len(P))
+        return compiled[key]
 
-    ll_kw = kwargs(False, False, (), "exact")
+    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
+        if obs_scale is not None:
+            raise ValueError("the marginal (Laplace) objective takes no minibatches")
+        return -configured(priors, jacobian, drop, laplace)[0](z, arrays, 0.0 if eps is None else eps)
+
     param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
 
     def natural(theta, arrays):
         # the params' natural values do not depend on the latents: read at the latents' start
-        # (the inner solve, with its compile, is left to ``conditional``)
         return joint["natural"](fns_.assemble(theta, arrays[_START]), _joint_arrays(arrays))
 
     def natural_flat(theta, arrays):
@@ -349,20 +348,26 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         return jnp.concatenate([jnp.ravel(nat[k]) for k in param_names])
 
     def pointwise(theta, arrays):
-        # no per-observation terms: the marginal log-likelihood is one number, from ``conditional``
+        # no per-observation terms: the marginal log-likelihood is one number (``conditional``)
         return {}
 
-    def conditional(theta, arrays):
-        """At ``theta``: the full ``z`` with the latents' conditional modes, their conditional
-        variances, the inner solve's squared decrement, the natural values and the (Laplace)
-        marginal log-likelihood. ``u_hat`` is the same for MLE and MAP (the param priors and
-        their log-Jacobian do not involve ``u``)."""
-        u, var, dec2 = fns_.conditional(theta, arrays, 0.0, ll_kw)
-        z = fns_.assemble(theta, u)
-        blocks, _ = fns_.hessian_blocks(theta, u, arrays, 0.0, ll_kw)
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(blocks), axis1=1, axis2=2)))
-        loglik = -(fns_.f(theta, u, arrays, 0.0, ll_kw) + 0.5 * logdet - 0.5 * fns_.n_u * _LOG_2PI)
-        return dict(z=z, var=var, dec2=dec2, natural=joint["natural"](z, _joint_arrays(arrays)), log_likelihood=loglik)
+    def conditional(theta, arrays, priors, jacobian):
+        """At ``theta``, for the fit's configuration: the full ``z`` (the latents at their
+        conditional modes), their conditional variances, the inner solve's squared decrement,
+        the natural values and the (Laplace) marginal log-likelihood: the marginal log density
+        less the params' prior and log-Jacobian terms, which do not involve the latents."""
+        at = configured(priors, jacobian)[1](theta, arrays, 0.0)
+        z = np.zeros(obj.dim)
+        z[P], z[L] = theta, at["u"]
+        data = _joint_arrays(arrays)
+        extra = 0.0
+        if priors or jacobian:
+            jac = True if jacobian else latent_names
+            extra = float(joint["log_joint"](z, data, priors=priors, jacobian=jac)) - float(
+                joint["log_joint"](z, data, priors=False, jacobian=latent_names)
+            )
+        natural_values = joint["natural"](z, data)
+        return dict(z=z, var=at["var"], dec2=at["dec2"], natural=natural_values, log_likelihood=-float(at["value"]) - extra)
 
     fns = dict(
         log_joint_raw=log_marginal,
@@ -371,34 +376,56 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         natural_jacobian=jit(jax.jacfwd(natural_flat)),
         pointwise=jit(pointwise),
         pointwise_batch=jit(lambda zs, a: jax.lax.map(lambda z: pointwise(z, a), zs)),
-        conditional=jit(conditional),
+        conditional=conditional,
+        reset=lambda: [c[1].memo.clear() for c in compiled.values()],
         solvers={},
     )
     cache[key] = fns
     return fns
 
 
-def _separately_compiled(fns_: _Fns, kw: dict, d: int):
-    """The negative marginal as a function whose value, gradient and Hessian are three separately
-    compiled programs, called from the optimiser's loop (host callbacks, one per evaluation).
+def _compiled_apart(fns_: _Fns, kw: dict, d: int):
+    """The negative marginal as a function whose value, gradient and Hessian come from one
+    separately compiled program, called from the optimiser's loop (a host callback per point).
 
     Inlined into the point solver's Newton loop, the inner solve and its derivatives appear ~6
-    times (the start's value, gradient and Hessian and the loop's), and XLA compiled all of them
-    (99 s for a random intercept on a busy 2-core machine, 60% of it duplicates); compiled
-    apart, each is compiled once. The derivatives are tied together by ``custom_jvp``, so the
-    solver's ``grad`` and ``jacrev(grad)`` get exactly these programs.
+    times (the start's value, gradient and Hessian and the loop's), and XLA compiled every copy
+    (99 s for a random intercept on a busy 2-core machine); compiled apart as value, gradient
+    and Hessian, 53 s; as one program that returns all three (and the latents' conditional
+    modes and variances), less again. The Hessian costs ``d`` forward passes more than a value,
+    small beside a compile. The derivatives are tied together by ``custom_jvp``, so the
+    solver's ``grad`` and ``jacrev(grad)`` get exactly these numbers.
+
+    Returns ``(objective, evaluate)``: the traceable function and the host function
+    ``evaluate(theta, arrays, eps) -> dict(value, grad, hess, u, var, dec2)`` (numpy; the last
+    point is remembered, as the optimiser asks for value, gradient and Hessian there in turn).
     """
 
-    def neg(theta, arrays, eps):
-        return fns_.neg_marginal(theta, arrays, eps, kw)
+    def everything(theta, arrays, eps):
+        def value_grad(th):
+            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, eps, kw), has_aux=True)(th)
+            return grad, (value, grad, aux)
 
-    programs = dict(value=jit(neg), grad=jit(jax.grad(neg)), hess=jit(jax.jacfwd(jax.grad(neg))))
+        hess, (value, grad, aux) = jax.jacfwd(value_grad, has_aux=True)(theta)
+        return dict(value=value, grad=grad, hess=0.5 * (hess + hess.T), **aux)
+
+    program = jit(everything)
+    memo = {}
+
+    def evaluate(theta, arrays, eps):
+        theta = np.asarray(theta, np.float64)
+        key = (theta.tobytes(), float(eps))
+        if key not in memo:
+            memo.clear()
+            memo[key] = jax.tree_util.tree_map(np.asarray, program(theta, arrays, eps))
+        return memo[key]
+
+    evaluate.memo = memo  # cleared at the start of every fit: the key holds theta, not the data
     shapes = dict(value=(), grad=(d,), hess=(d, d))
 
     def call(name, theta, arrays, eps):
-        fn = programs[name]
         out = jax.ShapeDtypeStruct(shapes[name], jnp.float64)
-        host = lambda t, a, e: np.asarray(fn(t, a, e), np.float64)  # noqa: E731
+        host = lambda t, a, e: np.asarray(evaluate(t, a, e)[name], np.float64)  # noqa: E731
         return jax.pure_callback(host, out, theta, arrays, eps, vmap_method="sequential")
 
     @jax.custom_jvp
@@ -419,7 +446,7 @@ def _separately_compiled(fns_: _Fns, kw: dict, d: int):
         theta, arrays, eps = primals
         return objective(theta, arrays, eps), gradient(theta, arrays, eps) @ tangents[0]
 
-    return objective
+    return objective, evaluate
 
 
 def _joint_arrays(arrays):
@@ -487,9 +514,10 @@ def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverR
             "stderr='observed')"
         )
     view = MarginalObjective(obj)
+    view.fns["reset"]()
     res = solve(view, method, options)
     P, L = view.param_coords, view.latent_coords
-    at = view.fns["conditional"](np.asarray(res.zhat), view.arrays)
+    at = view.fns["conditional"](np.asarray(res.zhat), view.arrays, method == "map", bool(options.get("jacobian", False)))
     at = jax.tree_util.tree_map(np.asarray, at)
     z, sd_z = at["z"], np.sqrt(np.clip(at["var"], 0.0, None))
 
