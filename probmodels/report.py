@@ -164,7 +164,10 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     table = compare(rep.fits)
     if truth:
         table[("truth", "value")] = [_truth(truth, label) for label in table.index]
-    rep.tables["comparison"] = table
+    latent = table.attrs.get("latent", [])
+    rep.tables["comparison"] = table.drop(index=latent) if latent else table
+    if latent:  # listed apart: for mle/map the conditional modes and sds at the estimate
+        rep.tables["latent"] = table.loc[latent]
 
     n_obs = len(np.asarray(data[observed])) if observed in data else 0
     if n_obs >= MIN_HELDOUT:
