@@ -149,6 +149,21 @@ def test_glmm_matches_an_independent_laplace_mle_and_quadrature(kind, b, tau):
     # the conditional modes at the estimate
     a_hat = _modes(np.r_[est[:2], np.log(est[2])], *args)[0]
     np.testing.assert_allclose(fit.estimate["a"], a_hat, atol=1e-7)
+    # standard errors: the exact Hessian through the inner optimum (implicit differentiation)
+    # against central differences of the reference objective (step 1e-4: error ~1e-8 from the
+    # step, ~1e-5 relative from the reference's inner tolerance over the step squared)
+    theta = np.r_[est[:2], np.log(est[2])]
+    step = 1e-4
+    h = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            e_i, e_j = np.eye(3)[i] * step, np.eye(3)[j] * step
+            h[i, j] = (
+                _neg_laplace(theta + e_i + e_j, *args) - _neg_laplace(theta + e_i - e_j, *args)
+                - _neg_laplace(theta - e_i + e_j, *args) + _neg_laplace(theta - e_i - e_j, *args)
+            ) / (4 * step**2)
+    se_ref = np.sqrt(np.diag(np.linalg.inv(h)))
+    np.testing.assert_allclose(se, np.r_[se_ref[:2], est[2] * se_ref[2]], rtol=1e-4)
     # quadrature with 40 adaptive nodes is (nearly) the exact marginal MLE: the Laplace error
     # is far inside the standard errors
     aghq, _ = _reference(_neg_aghq, args)

@@ -26,9 +26,10 @@ exact when ``f`` is quadratic in ``u`` (Gaussian latents in a Gaussian model).
   mode, written in differentiable JAX whose own derivatives call ``u_hat`` again. So the
   gradient and the Hessian of the approximate marginal (the log-determinant needs ``d^2 u /
   d theta^2``) are exact, not finite differences.
-* **Compiled apart.** Value, gradient and Hessian over the params (and the latents' conditional
-  modes and variances) are one separately compiled program per configuration, which the point
-  solver's Newton loop calls through a host callback (see :func:`_compiled_apart`).
+* **Compiled once, optimised in Python.** Value, gradient and Hessian over the params (and the
+  latents' conditional modes and variances) are one compiled program per configuration
+  (:func:`_compiled`); the outer Newton iteration over the few params runs in Python over it
+  (:func:`_newton`), as TMB's outer optimiser does.
 
 ``MarginalObjective`` is a view of the joint :class:`Objective` over the param coordinates only,
 so the point solver runs on it unchanged; :func:`solve_marginal` then adds the latents'
@@ -47,7 +48,8 @@ from scipy.sparse.csgraph import connected_components
 
 from .._config import jit
 from ..program import LATENT, PARAM
-from ._common import SolverResult
+from ._common import SolverResult, Timer
+from ._optimize import OptResult
 from ._objective import Objective, _DictUnravel, _is_real, _list_unravel
 
 __all__ = ["MarginalObjective", "solve_marginal", "latent_structure"]
@@ -329,13 +331,16 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         kw = kwargs(priors, jacobian, drop, laplace)
         key = tuple(sorted(kw.items()))
         if key not in compiled:
-            compiled[key] = _compiled_apart(fns_, kw, len(P))
+            compiled[key] = _compiled(fns_, kw)
         return compiled[key]
 
     def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
+        """The (Laplace) marginal log density over the params, traceable (the point fit itself
+        uses ``configured``'s compiled program)."""
         if obs_scale is not None:
             raise ValueError("the marginal (Laplace) objective takes no minibatches")
-        return -configured(priors, jacobian, drop, laplace)[0](z, arrays, 0.0 if eps is None else eps)
+        eps = 0.0 if eps is None else eps
+        return -fns_.neg_marginal(z, arrays, eps, kwargs(priors, jacobian, drop, laplace))[0]
 
     param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
 
@@ -356,7 +361,7 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         conditional modes), their conditional variances, the inner solve's squared decrement,
         the natural values and the (Laplace) marginal log-likelihood: the marginal log density
         less the params' prior and log-Jacobian terms, which do not involve the latents."""
-        at = configured(priors, jacobian)[1](theta, arrays, 0.0)
+        at = configured(priors, jacobian)(theta, arrays)
         z = np.zeros(obj.dim)
         z[P], z[L] = theta, at["u"]
         data = _joint_arrays(arrays)
@@ -377,76 +382,94 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         pointwise=jit(pointwise),
         pointwise_batch=jit(lambda zs, a: jax.lax.map(lambda z: pointwise(z, a), zs)),
         conditional=conditional,
-        reset=lambda: [c[1].memo.clear() for c in compiled.values()],
+        configured=configured,
         solvers={},
     )
     cache[key] = fns
     return fns
 
 
-def _compiled_apart(fns_: _Fns, kw: dict, d: int):
-    """The negative marginal as a function whose value, gradient and Hessian come from one
-    separately compiled program, called from the optimiser's loop (a host callback per point).
+def _compiled(fns_: _Fns, kw: dict):
+    """``evaluate(theta, arrays) -> dict(value, grad, hess, u, var, dec2)`` (numpy): the negative
+    marginal, its exact gradient and Hessian over the params and the latents' conditional modes
+    and variances, from one compiled program per configuration.
 
-    Inlined into the point solver's Newton loop, the inner solve and its derivatives appear ~6
-    times (the start's value, gradient and Hessian and the loop's), and XLA compiled every copy
-    (99 s for a random intercept on a busy 2-core machine); compiled apart as value, gradient
-    and Hessian, 53 s; as one program that returns all three (and the latents' conditional
-    modes and variances), less again. The Hessian costs ``d`` forward passes more than a value,
-    small beside a compile. The derivatives are tied together by ``custom_jvp``, so the
-    solver's ``grad`` and ``jacrev(grad)`` get exactly these numbers.
-
-    Returns ``(objective, evaluate)``: the traceable function and the host function
-    ``evaluate(theta, arrays, eps) -> dict(value, grad, hess, u, var, dec2)`` (numpy; the last
-    point is remembered, as the optimiser asks for value, gradient and Hessian there in turn).
+    The outer optimisation runs in Python over this program (``d`` is a handful of params; a
+    step costs one call), as TMB's outer optimiser does. Traced into the point solver's compiled
+    Newton loop instead, the inner solve and its derivatives appeared ~6 times (the start's
+    value, gradient and Hessian and the loop's) and XLA compiled every copy (99 s for a random
+    intercept on a busy 2-core machine); and calling compiled code back from inside that loop
+    (a host callback) can deadlock XLA's CPU thread pool.
     """
 
-    def everything(theta, arrays, eps):
+    def everything(theta, arrays):
         def value_grad(th):
-            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, eps, kw), has_aux=True)(th)
+            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, 0.0, kw), has_aux=True)(th)
             return grad, (value, grad, aux)
 
         hess, (value, grad, aux) = jax.jacfwd(value_grad, has_aux=True)(theta)
         return dict(value=value, grad=grad, hess=0.5 * (hess + hess.T), **aux)
 
     program = jit(everything)
-    memo = {}
 
-    def evaluate(theta, arrays, eps):
-        theta = np.asarray(theta, np.float64)
-        key = (theta.tobytes(), float(eps))
-        if key not in memo:
-            memo.clear()
-            memo[key] = jax.tree_util.tree_map(np.asarray, program(theta, arrays, eps))
-        return memo[key]
+    def evaluate(theta, arrays):
+        return jax.tree_util.tree_map(np.asarray, program(np.asarray(theta, np.float64), arrays))
 
-    evaluate.memo = memo  # cleared at the start of every fit: the key holds theta, not the data
-    shapes = dict(value=(), grad=(d,), hess=(d, d))
+    return evaluate
 
-    def call(name, theta, arrays, eps):
-        out = jax.ShapeDtypeStruct(shapes[name], jnp.float64)
-        host = lambda t, a, e: np.asarray(evaluate(t, a, e)[name], np.float64)  # noqa: E731
-        return jax.pure_callback(host, out, theta, arrays, eps, vmap_method="sequential")
 
-    @jax.custom_jvp
-    def gradient(theta, arrays, eps):
-        return call("grad", theta, arrays, eps)
+def _newton(evaluate, z0, gtol, max_iter, dtol=1e-10):
+    """Newton's method on the exact Hessian with Levenberg-Marquardt damping in Marquardt's
+    scaling, in Python over the compiled ``evaluate``. The tests are the point solver's: the
+    Newton decrement below ``dtol`` where the Hessian is positive definite, else the largest
+    gradient entry below ``gtol * max(1, |f|)`` with no negative curvature.
 
-    @gradient.defjvp
-    def _gradient_jvp(primals, tangents):
-        theta, arrays, eps = primals
-        return gradient(theta, arrays, eps), call("hess", theta, arrays, eps) @ tangents[0]
-
-    @jax.custom_jvp
-    def objective(theta, arrays, eps):
-        return call("value", theta, arrays, eps)
-
-    @objective.defjvp
-    def _objective_jvp(primals, tangents):
-        theta, arrays, eps = primals
-        return objective(theta, arrays, eps), gradient(theta, arrays, eps) @ tangents[0]
-
-    return objective, evaluate
+    Returns ``(OptResult of numpy arrays, the conditional quantities at the optimum)``."""
+    at = evaluate(z0)
+    z, last = np.asarray(z0, np.float64), np.zeros(len(z0))
+    lam, it, n_eval, status = 0.0, 0, 1, -1
+    while True:
+        f, g, h = float(at["value"]), at["grad"], at["hess"]
+        if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(h))):
+            status = 3
+            break
+        dh = np.abs(np.diag(h))
+        d = np.sqrt(np.maximum(dh, 1e-8 * dh.max() + 1e-300))
+        ev, v = np.linalg.eigh(h / d[:, None] / d[None, :])
+        c = v.T @ (g / d)
+        top = max(np.max(np.abs(ev)), 1e-300)
+        pd, psd = ev[0] > 1e-12 * top, ev[0] > -1e-8 * top
+        small = np.max(np.abs(g)) <= gtol * max(1.0, abs(f))
+        dec = np.sqrt(abs(np.sum(c**2 / ev))) if pd else np.inf
+        # positive definite: the decrement decides (scale-free; a scale going to 0 keeps a
+        # gradient below gtol long before it gets there); singular: the gradient test
+        if (dec <= dtol) if pd else (psd and small):
+            status = 0
+            break
+        if it >= max_iter:
+            status = 1
+            break
+        it += 1
+        # the damped step in the scaled eigenbasis; a shift past the most negative curvature
+        shift = lam + (0.0 if pd else 1e-3 * top - ev[0])
+        p = (v @ (-c / (ev + shift))) / d
+        trial = evaluate(z + p)
+        n_eval += 1
+        f_new = float(trial["value"])
+        ok = np.isfinite(f_new) and np.all(np.isfinite(trial["grad"])) and f_new <= f + 1e-12 * abs(f)
+        if ok:
+            z, at, last = z + p, trial, p
+            lam = lam / 10.0 if lam > 1e-10 * top else 0.0
+        else:
+            lam = max(10.0 * lam, 1e-4 * top)
+            if lam > 1e16 * top:
+                status = 2
+                break
+    res = OptResult(
+        z=z, value=np.asarray(at["value"]), grad=at["grad"], hess=at["hess"], n_iter=np.asarray(it),
+        grad_norm=np.asarray(np.max(np.abs(at["grad"]))), status=np.asarray(status), last_step=last, n_hess=np.asarray(n_eval),
+    )
+    return res, at
 
 
 def _joint_arrays(arrays):
@@ -502,6 +525,37 @@ class MarginalObjective(Objective):
         # no subset start: the latents' count depends on the data
         return None, ()
 
+    def optimize(self, *, priors, jacobian, opts, method):
+        """The point solver's ``optimize`` for this objective (same returns): :func:`_newton` over
+        the compiled marginal, then ``post`` (existence probes, natural values and their
+        Jacobian) at the optimum."""
+        if opts["optimizer"] not in ("auto", "newton"):
+            raise ValueError(
+                f"fit(method={method!r}): the marginal fit over latent sites {list(self.joint.latent)} "
+                f"optimises by Newton's method; optimizer={opts['optimizer']!r} is not available"
+            )
+        evaluate = self.fns["configured"](priors, jacobian)
+        arrays = self.arrays
+        max_iter = int(opts["max_iter"] or 500)
+        with Timer() as timer:
+            res, _ = _newton(lambda t: evaluate(t, arrays), np.asarray(self.z0), float(opts["gtol"]), max_iter)
+        fns = self.fns
+
+        def post(z, last, jacobian=True):
+            norm = np.linalg.norm(last)
+            d = last / (norm if norm > 0 else 1.0)
+            step = 1.0 + np.max(np.abs(z))
+            probe = [float(evaluate(z + k * step * d, arrays)["value"]) for k in (1.0, 10.0)]
+            return dict(
+                probe=np.asarray(probe),
+                natural=jax.tree_util.tree_map(np.asarray, fns["natural"](z, arrays)),
+                jacobian=np.asarray(fns["natural_jacobian"](z, arrays)) if jacobian else None,
+                log_likelihood=np.asarray(0.0),  # the marginal one is set by solve_marginal
+            )
+
+        zeros = np.zeros(self.dim)
+        return res, res.hess, post, ((), zeros, zeros), timer, [], dict(optimizer="newton")
+
 
 def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverResult:
     """The marginal MLE or MAP of a program with latent sites: ``solve`` (the point solver) on
@@ -514,7 +568,6 @@ def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverR
             "stderr='observed')"
         )
     view = MarginalObjective(obj)
-    view.fns["reset"]()
     res = solve(view, method, options)
     P, L = view.param_coords, view.latent_coords
     at = view.fns["conditional"](np.asarray(res.zhat), view.arrays, method == "map", bool(options.get("jacobian", False)))

@@ -187,6 +187,9 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     ``post`` is one compiled call: the objective at the existence probes, the natural values, their
     Jacobian and the log-likelihood at z.
     """
+    own = getattr(obj, "optimize", None)  # an objective with its own optimiser (_marginal.py)
+    if own is not None:
+        return own(priors=priors, jacobian=jacobian, opts=opts, method=method)
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
