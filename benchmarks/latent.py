@@ -88,8 +88,9 @@ def main(argv=None):
     ap.add_argument("--nuts-chains", type=int, default=2)
     ap.add_argument("--nuts-draws", type=int, default=500)
     ap.add_argument("--skip-nuts", action="store_true")
+    ap.add_argument("--skip-statsmodels", action="store_true")
     args = ap.parse_args(argv)
-    rows = [_run(MLE), _run(STATSMODELS)]
+    rows = [_run(MLE)] + ([] if args.skip_statsmodels else [_run(STATSMODELS)])
     if not args.skip_nuts:
         code = NUTS.replace("__CHAINS__", str(args.nuts_chains)).replace("__DRAWS__", str(args.nuts_draws))
         rows.append(_run(code))
