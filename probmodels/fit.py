@@ -53,7 +53,9 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         in the natural space and standard errors from the inverse observed information
         (``stderr="sandwich"`` for Huber-White with mle; ``jacobian=True`` for the mode of the
         unconstrained posterior with map). ``laplace``: a Gaussian at the mode of the
-        unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
+        unconstrained posterior. A program with ``latent`` sites: mle and map maximise the
+        marginal likelihood with the latents integrated out (Laplace; ``joint=True`` for the joint
+        mode), the other methods sample the latents with the params. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
     **options

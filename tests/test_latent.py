@@ -15,6 +15,7 @@ from scipy import optimize, special
 
 import probmodels
 from probmodels import latent, noise, observe, param
+from probmodels.solvers._objective import trace_count
 
 
 def random_intercept(group, n_groups, u, x=None, family="gaussian"):
@@ -62,6 +63,11 @@ def test_linear_mixed_model_is_exact_ml_of_mixedlm():
     # the tables list the params first, then the latents
     assert fit.summary().index[:4].tolist() == ["b[0]", "b[1]", "tau", "sigma"]
     assert fit.summary().attrs["latent"][0] == "a[0]"
+    # compiled once per program and shapes: a second fit on new data traces nothing
+    traced = trace_count(random_intercept)
+    again = probmodels.fit(random_intercept, dict(group=group, n_groups=30, u=u, x=x + 0.1 * u), "mle")
+    assert trace_count(random_intercept) == traced
+    np.testing.assert_allclose(again.estimate["b"][1], fit.estimate["b"][1] + 0.1, atol=1e-8)
 
 
 # -- GLMMs: an independent Laplace marginal MLE, and adaptive Gauss-Hermite quadrature --------
