@@ -26,6 +26,7 @@ CAPTIONS = {
 }
 TABLE_TITLES = {
     "comparison": "Estimates by method",
+    "latent": "Latent sites by method (conditional modes and sds for MLE and MAP)",
     "heldout": "Held-out comparison (log predictive density on 20% of the data, fits on the other 80%)",
     "loo": "Noise-model selection (az.compare on PSIS-LOO)",
     "criteria": "Information criteria on one scale (elpd: log-likelihood - k for MLE and MAP by AIC, PSIS-LOO for posteriors)",
@@ -163,7 +164,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         md.append(f"- none found: {', '.join(clean)}")
     md += [""] + [f"- {n}" for n in rep.loo_notes + rep.notes]
     for key, df in rep.tables.items():
-        shown = long_comparison(df) if key == "comparison" else df
+        shown = long_comparison(df) if key in ("comparison", "latent") else df
         md += ["", f"## {TABLE_TITLES.get(key, key)}", "", markdown_table(shown)]
     md += ["", "## Timing", "", markdown_table(pd.DataFrame({"seconds": {k: v for k, v in rep.timings.items()}}))]
     for key in rep.figures:
@@ -190,7 +191,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         h.append(f"<div class='finding note'>{html.escape(n)}</div>")
     for key, df in rep.tables.items():
         h.append(f"<h2>{html.escape(TABLE_TITLES.get(key, key))}</h2>")
-        shown = long_comparison(df) if key == "comparison" else _flat_columns(df)
+        shown = long_comparison(df) if key in ("comparison", "latent") else _flat_columns(df)
         h.append(shown.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
     for key, data in images.items():
         b64 = base64.b64encode(data).decode()

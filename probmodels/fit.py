@@ -46,8 +46,10 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         unconstrained posterior with map); ``starts=K`` optimises from the start and K - 1
         points drawn around it on the unconstrained scale (from ``seed``), in one vmapped run,
         keeps the best optimum and reports in ``diagnostics["starts"]`` how many reached it.
-        ``laplace``: a Gaussian at the mode of the
-        unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
+        ``laplace``: a Gaussian at the mode of the unconstrained posterior. A program with
+        ``latent`` sites: mle and map maximise the marginal likelihood with the latents
+        integrated out (Laplace; ``joint=True`` for the joint mode), the other methods sample the
+        latents with the params. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
     **options

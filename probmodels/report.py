@@ -218,7 +218,10 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     table = compare(rep.fits)
     if truth:
         table[("truth", "value")] = [_truth(truth, label, list(table.index)) for label in table.index]
-    rep.tables["comparison"] = table
+    latent = table.attrs.get("latent", [])
+    rep.tables["comparison"] = table.drop(index=latent) if latent else table
+    if latent:  # listed apart: for mle/map the conditional modes and sds at the estimate
+        rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
     n_obs = len(np.asarray(data[observed])) if observed in data else 0

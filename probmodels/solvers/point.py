@@ -213,6 +213,15 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
     return solvers[key]
 
 
+def _as_optimum(out) -> Optimum:
+    """An :class:`Optimum` from another optimiser's ``(result, hessian, post, (names, lam,
+    center), timer, notes, info)``."""
+    if isinstance(out, Optimum):
+        return out
+    res, h, post, l1, timer, notes, info = out
+    return Optimum(res, h, post, L1Terms(*l1), timer, notes, info)
+
+
 def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method: str):
     """Run the optimiser.
 
@@ -223,7 +232,10 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     Returns an :class:`Optimum`.
     """
     if obj.partitioned is not None:  # rows on a dask cluster: Newton, one pass per step
-        return obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
+        return _as_optimum(obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method))
+    own = getattr(obj, "optimize", None)  # an objective with its own optimiser (_marginal.py)
+    if own is not None:
+        return _as_optimum(own(priors=priors, jacobian=jacobian, opts=opts, method=method))
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
