@@ -324,27 +324,27 @@ def _marginal_fns(obj: Objective, b: int, P, L):
     latent_names = frozenset(s["name"] for s in obj.sites if s["kind"] == LATENT)
     fns_ = _Fns(joint["log_joint_raw"], obj.dim, P, L, b)
 
-    def kwargs(priors, jacobian, drop, laplace):
+    def kwargs(priors, jacobian, drop, laplace_noise):
         # the latents' log-Jacobian always: the integral is over their unconstrained scale
         jac = True if jacobian is True else latent_names
-        return dict(priors=priors, jacobian=jac, drop=drop, laplace=laplace)
+        return dict(priors=priors, jacobian=jac, drop=drop, laplace_noise=laplace_noise)
 
     compiled = {}
 
-    def configured(priors, jacobian, drop=(), laplace="exact"):
-        kw = kwargs(priors, jacobian, drop, laplace)
+    def configured(priors, jacobian, drop=(), laplace_noise="exact"):
+        kw = kwargs(priors, jacobian, drop, laplace_noise)
         key = tuple(sorted(kw.items()))
         if key not in compiled:
             compiled[key] = _compiled(fns_, kw)
         return compiled[key]
 
-    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
+    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace_noise="exact"):
         """The (Laplace) marginal log density over the params, traceable (the point fit itself
         uses ``configured``'s compiled program)."""
         if obs_scale is not None:
             raise ValueError("the marginal (Laplace) objective takes no minibatches")
         eps = 0.0 if eps is None else eps
-        return -fns_.neg_marginal(z, arrays, eps, kwargs(priors, jacobian, drop, laplace))[0]
+        return -fns_.neg_marginal(z, arrays, eps, kwargs(priors, jacobian, drop, laplace_noise))[0]
 
     param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
 
@@ -380,7 +380,7 @@ def _marginal_fns(obj: Objective, b: int, P, L):
 
     fns = dict(
         log_joint_raw=log_marginal,
-        log_joint=jit(log_marginal, static_argnames=("priors", "jacobian", "drop", "laplace")),
+        log_joint=jit(log_marginal, static_argnames=("priors", "jacobian", "drop", "laplace_noise")),
         natural=jit(natural),
         natural_jacobian=jit(jax.jacfwd(natural_flat)),
         pointwise=jit(pointwise),
