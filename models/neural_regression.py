@@ -24,9 +24,9 @@ intervals and beyond them).
 * **The posterior** (NUTS on this 8-unit net) gives a predictive band that is narrow where the
   data are and wider between and beyond the intervals (90% band of ``x_hat``: about 0.3 at the
   intervals' centres, 1.5 between them, 1.0 at ``u = +-6``): the weights the data do not pin
-  down are free to bend the function there. :func:`predictive` computes the predictive mean and
-  intervals on a grid from any fit's draws (``numpyro.infer.Predictive`` on the unchanged
-  program), :func:`plot_predictive` draws them.
+  down are free to bend the function there. ``fit.predict({"u": grid}).summary()`` gives the
+  predictive mean and intervals on a grid for any fit (:func:`band`), :func:`plot_predictive`
+  draws them.
 * **VI** with probmodels' default mean-field guide does *not* fit these 20 points, on the
   50-unit :data:`wide` net nor on the 8-unit one: it explains them as noise (``scale`` 0.8 to
   1.2, training RMSE 0.6 to 0.9) under a band that is wide everywhere. That is the ELBO's own
@@ -65,12 +65,10 @@ breaks the symmetry.
 Run: ``python models/neural_regression.py`` or ``probmodels report models/neural_regression.py``.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import Predictive
 
 from probmodels import noise, observe, param
 
@@ -145,114 +143,53 @@ def data(n: int = 10, seed: int = 0) -> dict:
     return {"u": u, "x": x}
 
 
-def _samples(fit, n: int | None):
-    """The fit's parameter draws, chains merged (``n`` evenly spaced ones), or the point estimate
-    as a single draw for mle / map."""
-    if fit.is_point or fit.draws is None:
-        return {k: np.asarray(v)[None] for k, v in fit.estimate.items()}
-    out = {}
-    for k in fit.estimate:
-        d = np.asarray(fit.draws[k])
-        out[k] = d.reshape((-1,) + d.shape[2:])
-    total = len(next(iter(out.values())))
-    if n is not None and n < total:
-        idx = np.linspace(0, total - 1, n).astype(int)
-        out = {k: v[idx] for k, v in out.items()}
-    return out
-
-
-def predictive(fit, u, model=program, prob: float = 0.9, n: int | None = 1000, seed: int = 0) -> dict:
-    """Predictive mean and central intervals on a grid ``u`` from a fit.
-
-    Runs the unchanged program under ``numpyro.infer.Predictive`` with the fit's draws
-    substituted for the parameters (posterior fits), or its estimate (mle, map: the plug-in
-    predictive).
-
-    Parameters
-    ----------
-    fit : probmodels.Fit
-        A fit of ``model``.
-    u : array (G,)
-        Grid of inputs.
-    model : callable
-        The program the fit solved (:data:`program` or :data:`wide`).
-    prob : float
-        Central interval probability.
-    n : int or None
-        Number of draws used (evenly spaced over the chains); ``None`` for all.
-    seed : int
-        Seed of the simulated noise.
-
-    Returns
-    -------
-    dict with arrays of shape (G,): ``mean`` (of ``x_hat``), ``f_lo``/``f_hi`` (the interval of
-    ``x_hat``: the uncertainty about the function; zero width for point fits) and
-    ``x_lo``/``x_hi`` (the interval of a new observation ``x``: function and noise).
+def band(fit, u, prob: float = 0.9, draws: int | None = 1000):
+    """The predictive mean and central intervals of a fit on a grid ``u``: :meth:`Fit.predict`'s
+    summary (``mean`` of ``x_hat``; ``mean_low``/``mean_high``, the interval of ``x_hat``, the
+    uncertainty about the function, of zero width for a point fit's plug-in predictive;
+    ``obs_low``/``obs_high``, the interval of a new observation ``x``).
 
     Examples
     --------
     >>> import probmodels
     >>> post = probmodels.fit(program, data(), "nuts", chains=2, warmup=300, draws=300)  # doctest: +SKIP
-    >>> band = predictive(post, np.linspace(-6, 6, 121))  # doctest: +SKIP
+    >>> band(post, np.linspace(-6, 6, 121))  # doctest: +SKIP
     """
-    u = np.asarray(u, dtype=float)
-    samples = _samples(fit, n)
-    sim = Predictive(model, posterior_samples=samples, return_sites=["x_hat", "x"])(
-        jax.random.PRNGKey(seed), u=u, x=None
-    )
-    f, x = np.asarray(sim["x_hat"]), np.asarray(sim["x"])
-    a = 100 * (1 - prob) / 2
-    if fit.is_point:
-        # the plug-in predictive: x ~ N(x_hat, scale), its quantiles exactly
-        from scipy.stats import norm
-
-        s = float(fit.estimate["scale"])
-        half = norm.ppf(0.5 + prob / 2) * s
-        return dict(mean=f[0], f_lo=f[0], f_hi=f[0], x_lo=f[0] - half, x_hi=f[0] + half)
-    f_lo, f_hi = np.percentile(f, [a, 100 - a], axis=0)
-    x_lo, x_hi = np.percentile(x, [a, 100 - a], axis=0)
-    return dict(mean=f.mean(axis=0), f_lo=f_lo, f_hi=f_hi, x_lo=x_lo, x_hi=x_hi)
+    n = None if fit.is_point or draws is None else min(draws, int(np.prod(fit.draws["scale"].shape[:2])))
+    return fit.predict({"u": np.asarray(u, dtype=float)}, draws=n).summary(prob=prob)
 
 
-def function_rhat(fit, u, model=program) -> np.ndarray:
+def function_rhat(fit, u) -> np.ndarray:
     """r-hat of ``x_hat`` at the grid points ``u`` (ArviZ's rank-normalised r-hat), per point.
 
     The function is what the weight-space symmetries leave identified, so this is the r-hat
-    that means something for a network (see the module docstring)."""
+    that means something for a network (see the module docstring). ``x_hat`` is the location
+    of the Gaussian noise, which :meth:`Fit.predict` returns at every draw."""
     import arviz as az
 
-    draws = {k: np.asarray(fit.draws[k]) for k in fit.estimate}
-    c, d = next(iter(draws.values())).shape[:2]
-    flat = {k: v.reshape((c * d,) + v.shape[2:]) for k, v in draws.items()}
-    f = Predictive(model, posterior_samples=flat, return_sites=["x_hat"])(
-        jax.random.PRNGKey(0), u=np.asarray(u, dtype=float), x=None
-    )["x_hat"]
-    f = np.asarray(f).reshape(c, d, -1)
+    f = fit.predict({"u": np.asarray(u, dtype=float)}).location
     return np.asarray(az.rhat(az.convert_to_dataset({"x_hat": f}))["x_hat"].values)
 
 
-def rmse(fit, d: dict, model=program) -> float:
+def rmse(fit, d: dict) -> float:
     """Root mean squared error of the fit's predictive mean on data ``d``."""
-    return float(np.sqrt(np.mean((predictive(fit, d["u"], model)["mean"] - d["x"]) ** 2)))
+    return float(np.sqrt(np.mean((band(fit, d["u"])["mean"].to_numpy() - d["x"]) ** 2)))
 
 
-def plot_predictive(fits: dict, train: dict, grid=None, models: dict | None = None, prob: float = 0.9):
+def plot_predictive(fits: dict, train: dict, grid=None, prob: float = 0.9):
     """One panel per fit: the data, the true function, the predictive mean, the interval of the
-    function (dark) and of a new observation (light).
-
-    ``fits`` maps labels to fits; ``models`` maps the same labels to their programs where that
-    is not :data:`program` (e.g. ``{"VI, 50 units": wide}``)."""
+    function (dark) and of a new observation (light), from :meth:`Fit.predict` (each fit knows
+    its program, :data:`program` or :data:`wide`)."""
     import matplotlib.pyplot as plt
 
     grid = np.linspace(-6.0, 6.0, 241) if grid is None else np.asarray(grid)
-    models = models or {}
     fig, axes = plt.subplots(1, len(fits), figsize=(3.6 * len(fits), 3.4), sharey=True, squeeze=False)
     for ax, (label, f) in zip(axes[0], fits.items()):
-        p = predictive(f, grid, models.get(label, program), prob=prob)
+        p = band(f, grid, prob=prob)
         for lo, hi in INTERVALS:
             ax.axvspan(lo, hi, color="0.93", zorder=0)
-        ax.fill_between(grid, p["x_lo"], p["x_hi"], color="C0", alpha=0.18, lw=0, label=f"{prob:.0%} new x")
-        ax.fill_between(grid, p["f_lo"], p["f_hi"], color="C0", alpha=0.45, lw=0, label=f"{prob:.0%} f(u)")
+        ax.fill_between(grid, p["obs_low"], p["obs_high"], color="C0", alpha=0.18, lw=0, label=f"{prob:.0%} new x")
+        ax.fill_between(grid, p["mean_low"], p["mean_high"], color="C0", alpha=0.45, lw=0, label=f"{prob:.0%} f(u)")
         ax.plot(grid, p["mean"], color="C0", lw=1.5, label="mean")
         ax.plot(grid, f_true(grid), "k--", lw=1, label="truth")
         ax.plot(train["u"], train["x"], "o", color="C3", ms=3.5, label="data")
@@ -279,11 +216,9 @@ if __name__ == "__main__":
     vi_full = probmodels.fit(program, train, "vi", init=INIT, guide="multivariate_normal")
     fits = {k: rep.fits[k] for k in ("MLE", "MAP", "NUTS") if k in rep.fits}
     fits.update({"VI, 50 units, mean-field": vi_wide, "VI, 8 units, full-rank": vi_full})
-    models = {"VI, 50 units, mean-field": wide}
-    plot_predictive(fits, train, models=models).savefig(os.path.join(out, "predictive.png"), dpi=110)
+    plot_predictive(fits, train).savefig(os.path.join(out, "predictive.png"), dpi=110)
     test = data(n=200, seed=1)
     for label, f in fits.items():
-        model = models.get(label, program)
-        print(f"{label:>26}: train RMSE {rmse(f, train, model):.3f}, held-out RMSE {rmse(f, test, model):.3f}")
+        print(f"{label:>26}: train RMSE {rmse(f, train):.3f}, held-out RMSE {rmse(f, test):.3f}")
     if "NUTS" in rep.fits:
         print("max r-hat of x_hat on [-6, 6]:", float(np.max(function_rhat(rep.fits["NUTS"], np.linspace(-6, 6, 25)))))

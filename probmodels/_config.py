@@ -120,12 +120,14 @@ _options: dict | None = None
 
 def compiler_options() -> dict:
     """The XLA options of probmodels' programs on this backend: ``_FAST_COMPILE`` on a CPU less
-    any the user set in ``XLA_FLAGS`` (dropped for good if this XLA does not know one)."""
+    any the user set in ``XLA_FLAGS`` (dropped for good if this XLA does not know one); none
+    (XLA's own defaults) with ``PROBMODELS_XLA_OPTIONS=default`` in the environment."""
     global _options
     if _options is None:
         flags = os.environ.get("XLA_FLAGS", "")
         cpu = jax.default_backend() == "cpu"
-        _options = {k: v for k, v in _FAST_COMPILE.items() if k not in flags} if cpu else {}
+        own = os.environ.get("PROBMODELS_XLA_OPTIONS", "").strip().lower() != "default"
+        _options = {k: v for k, v in _FAST_COMPILE.items() if k not in flags} if (cpu and own) else {}
     return _options
 
 

@@ -68,7 +68,7 @@ def all_figures(inputs: FigureInputs) -> dict:
     var_names, coords = _selection(first)
     entries = int(sum(np.prod(np.shape(first.estimate[v])) for v in var_names)) if not coords else MAX_PANELS
     if fits:
-        idatas = [f.to_arviz(log_likelihood=False) for f in fits.values()]
+        idatas = [f.to_arviz(log_likelihood=False, posterior_predictive=False) for f in fits.values()]
         axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, coords=coords, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * entries * max(1, len(fits) / 3)))
         ax = np.ravel(axes)[0]
         ax.set_title("94% intervals: Wald (MLE, MAP; Gaussian approximation) and HDI (posteriors)")
@@ -79,7 +79,7 @@ def all_figures(inputs: FigureInputs) -> dict:
         figs["densities"] = _densities(inputs.points, label, post, inputs.truth)
     sampler_label, sampler = inputs.sampler
     if sampler is not None:
-        idata = sampler.to_arviz(log_likelihood=False)
+        idata = sampler.to_arviz(log_likelihood=False, posterior_predictive=False)
         axes = az.plot_trace(idata, var_names=var_names, coords=coords, compact=True, figsize=(10, 1.8 * len(var_names)))
         np.ravel(axes)[0].figure.suptitle(f"{sampler_label} trace" + (" (leading entries)" if coords else ""), y=1.0)
         np.ravel(axes)[0].figure.tight_layout()

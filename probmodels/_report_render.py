@@ -20,12 +20,17 @@ CAPTIONS = {
     "trace": "NUTS traces: every chain should wander over the same region.",
     "rank": "NUTS rank plots: uniform histograms mean well-mixed chains.",
     "ppc": "Posterior predictive check: data simulated from the posterior against the observed data.",
+    "prior_predictive": "Prior predictive check: data simulated from the priors alone against the observed data (are the priors plausible before the data?).",
+    "predictive": "Predictions per method: for one input, the 90% band of the predictor (Wald by the delta method for MLE and MAP, posterior quantiles otherwise) and of a new observation (plug-in for MLE and MAP); otherwise replicated data against the observed.",
     "penalty_geometry": "The noise models compared, at their fitted scales: each one's negative log-likelihood against the residual (the loss it is) and its influence function.",
 }
 TABLE_TITLES = {
     "comparison": "Estimates by method",
+    "latent": "Latent sites by method (conditional modes and sds for MLE and MAP)",
     "heldout": "Held-out comparison (log predictive density on 20% of the data, fits on the other 80%)",
     "loo": "Noise-model selection (az.compare on PSIS-LOO)",
+    "criteria": "Information criteria on one scale (elpd: log-likelihood - k for MLE and MAP by AIC, PSIS-LOO for posteriors)",
+    "sensitivity": "Prior sensitivity (power-scaling, Kallioinen et al. 2024): above 0.05 the prior or the likelihood moves the posterior",
 }
 
 
@@ -159,7 +164,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         md.append(f"- none found: {', '.join(clean)}")
     md += [""] + [f"- {n}" for n in rep.loo_notes + rep.notes]
     for key, df in rep.tables.items():
-        shown = long_comparison(df) if key == "comparison" else df
+        shown = long_comparison(df) if key in ("comparison", "latent") else df
         md += ["", f"## {TABLE_TITLES.get(key, key)}", "", markdown_table(shown)]
     md += ["", "## Timing", "", markdown_table(pd.DataFrame({"seconds": {k: v for k, v in rep.timings.items()}}))]
     for key in rep.figures:
@@ -186,7 +191,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         h.append(f"<div class='finding note'>{html.escape(n)}</div>")
     for key, df in rep.tables.items():
         h.append(f"<h2>{html.escape(TABLE_TITLES.get(key, key))}</h2>")
-        shown = long_comparison(df) if key == "comparison" else _flat_columns(df)
+        shown = long_comparison(df) if key in ("comparison", "latent") else _flat_columns(df)
         h.append(shown.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", border=0))
     for key, data in images.items():
         b64 = base64.b64encode(data).decode()

@@ -27,7 +27,8 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns are ``(label, quantity)``: ``estimate``, ``se (observed)`` / ``se (sandwich)``
+        One row per scalar param, then one per scalar latent (for mle/map their conditional
+        modes and sds; ``attrs["latent"]`` lists those rows). Columns are ``(label, quantity)``: ``estimate``, ``se (observed)`` / ``se (sandwich)``
         (point fits) or ``sd`` (posteriors), and the interval (``wald_3%``/``wald_97%`` for
         mle/map, ``hdi_3%``/``hdi_97%`` otherwise). When an MLE is among the fits, each posterior
         fit also gets ``shift_from_mle_sd`` (``(posterior mean - MLE) / posterior sd``) and
@@ -74,6 +75,9 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
     df = pd.DataFrame(cols, index=pd.Index(labels, name="param"))
     df.columns = pd.MultiIndex.from_tuples(df.columns, names=["fit", "quantity"])
     df.attrs["methods"] = {k: f.method for k, f in fits.items()}
+    # the rows of latent sites (after the params'): conditional modes for mle/map
+    latent = fits[first].latent
+    df.attrs["latent"] = [lab for lab in labels if lab.split("[")[0] in latent]
     return df
 
 

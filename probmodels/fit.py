@@ -46,8 +46,10 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         unconstrained posterior with map); ``starts=K`` optimises from the start and K - 1
         points drawn around it on the unconstrained scale (from ``seed``), in one vmapped run,
         keeps the best optimum and reports in ``diagnostics["starts"]`` how many reached it.
-        ``laplace``: a Gaussian at the mode of the
-        unconstrained posterior. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
+        ``laplace``: a Gaussian at the mode of the unconstrained posterior. A program with
+        ``latent`` sites: mle and map maximise the marginal likelihood with the latents
+        integrated out (Laplace; ``joint=True`` for the joint mode), the other methods sample the
+        latents with the params. ``vi``: SVI with a mean-field (``guide="normal"``) or full-rank
         (``"multivariate_normal"``) Gaussian. ``nuts``: numpyro's NUTS (``chains=4,
         warmup=1000, draws=1000, target_accept=0.8``).
     **options
@@ -127,7 +129,12 @@ class Fit:
     diagnostics : dict
         ``converged`` and ``warnings`` always; ``compile_s``, ``run_s``; for NUTS also
         ``divergences``, ``max_rhat``, ``min_ess_bulk``; for optimisers ``iterations``,
-        ``grad_norm``; for VI the ``elbo`` trace.
+        ``grad_norm``; for VI the ``elbo`` trace. Each warning is a
+        :class:`probmodels.solvers.Finding`: a ``str`` with a ``category``.
+
+    The layers above a fit (compare, the report, calibrate) use its public accessors:
+    :meth:`labels`, :attr:`sites`, :meth:`flat`, :meth:`flat_draws`,
+    :meth:`pointwise_log_likelihood`, :attr:`model`, :attr:`data`, :attr:`kind`.
     """
 
     method: str
@@ -316,11 +323,13 @@ class Fit:
         else:
             attrs_note = ""
         if log_likelihood and zdraws is not None and obj.observed and in_memory:
-            c, d = zdraws.shape[:2]
-            ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
-            groups["log_likelihood"] = {
-                k: np.asarray(v).reshape((c, d) + np.shape(v)[1:]) for k, v in ll.items()
-            }
+            if "log_likelihood" not in self._cache:  # shared by every variant of the idata
+                c, d = zdraws.shape[:2]
+                ll = obj.fns["pointwise_batch"](np.asarray(zdraws.reshape(c * d, -1)), obj.arrays)
+                self._cache["log_likelihood"] = {
+                    k: np.asarray(v).reshape((c, d) + np.shape(v)[1:]) for k, v in ll.items()
+                }
+            groups["log_likelihood"] = self._cache["log_likelihood"]
         dims = {}
         for k, v in obj.observed.items():
             dims[k] = [f"{k}_dim_{i}" for i in range(np.ndim(v))]
@@ -395,12 +404,19 @@ class Fit:
 
         from .predict import constant_data, log_prior, replicates
 
-        out = {"log_prior": log_prior(self)}
+        if "log_prior" not in self._cache:
+            self._cache["log_prior"] = log_prior(self)
+        out = {"log_prior": self._cache["log_prior"]}
+        if self._result.objective.partitioned is not None:
+            # rows on a cluster: the in-memory arrays are a sample of them, not the fitted inputs
+            return out
         const = constant_data(self)
         if const:
             out["constant_data"] = const
         if posterior_predictive and self.observed:
-            pp = replicates(self)
+            if "replicates" not in self._cache:
+                self._cache["replicates"] = replicates(self)
+            pp = self._cache["replicates"]
             if pp is None:
                 warnings.warn(
                     f"{self.method} fit of {self.model_name}: posterior_predictive left out of "
@@ -510,7 +526,7 @@ class Fit:
                 {"mean": est, "sd": se, f"hdi_{pct[0]}": lo, f"hdi_{pct[1]}": hi}, index=self.labels()
             )
             if self.kind == "sampler":
-                s = az.summary(self.to_arviz(log_likelihood=False), var_names=[x.name for x in self.sites], kind="diagnostics")
+                s = az.summary(self.to_arviz(log_likelihood=False, posterior_predictive=False), var_names=[x.name for x in self.sites], kind="diagnostics")
                 df = df.join(s[["ess_bulk", "ess_tail", "r_hat"]])
         df.index.name = "param"
         df.attrs["method"] = self.method

@@ -107,22 +107,7 @@ def param(name: str, prior: dist.Distribution | None = None, *, shape=(), suppor
     ...     scale = param("scale", support="positive")
     """
     where = f"param({name!r})"
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"param: name must be a non-empty string, got {name!r}")
-    sizes = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
-    if any(isinstance(s, jax.core.Tracer) for s in sizes):
-        raise TypeError(
-            f"{where}: shape {tuple(sizes)} is computed from traced data inside the program (a "
-            "size such as grp.max() + 1 of a data array is not known when the program is "
-            "compiled); compute it outside and pass the size as data, e.g. "
-            "data={..., 'G': int(grp.max()) + 1}, with the program taking G"
-        )
-    try:
-        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
-    if any(s < 1 for s in shape):
-        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    shape = _checked_shape("param", name, shape)
 
     if prior is None:
         sup = as_constraint(support, where)
@@ -202,14 +187,7 @@ def latent(name: str, dist, *, shape=()):
     ...     return observe("x", b[0] + b[1] * u + a[group] + noise.Gaussian(1.0), obs=x)
     """
     where = f"latent({name!r})"
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"latent: name must be a non-empty string, got {name!r}")
-    try:
-        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
-    if any(s < 1 for s in shape):
-        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    shape = _checked_shape("latent", name, shape)
     if not isinstance(dist, _Distribution):
         raise TypeError(
             f"{where}: dist must be a numpyro distribution (e.g. dist.Normal(0, tau)), got {dist!r}; "
@@ -221,6 +199,28 @@ def latent(name: str, dist, *, shape=()):
             "a discrete latent variable out of the program)"
         )
     return numpyro.sample(name, _shaped_prior(dist, shape, where), infer={_MARK: LATENT})
+
+
+def _checked_shape(primitive, name, shape):
+    """The site's name checked and its ``shape`` as a tuple of positive ints."""
+    where = f"{primitive}({name!r})"
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{primitive}: name must be a non-empty string, got {name!r}")
+    sizes = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+    if any(isinstance(s, jax.core.Tracer) for s in sizes):
+        raise TypeError(
+            f"{where}: shape {tuple(sizes)} is computed from traced data inside the program (a "
+            "size such as grp.max() + 1 of a data array is not known when the program is "
+            "compiled); compute it outside and pass the size as data, e.g. "
+            "data={..., 'G': int(grp.max()) + 1}, with the program taking G"
+        )
+    try:
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{where}: shape {shape} has a non-positive size")
+    return shape
 
 
 def _shaped_prior(prior, shape, where):

@@ -195,6 +195,7 @@ def _gathered(records) -> list:
 def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet):
     """The report's fits, tables and figures, each step timed into ``rep.timings``."""
     from . import _report_figures as figs
+    from . import _report_workflow as workflow
 
     name = rep.name
 
@@ -217,7 +218,10 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     table = compare(rep.fits)
     if truth:
         table[("truth", "value")] = [_truth(truth, label, list(table.index)) for label in table.index]
-    rep.tables["comparison"] = table
+    latent = table.attrs.get("latent", [])
+    rep.tables["comparison"] = table.drop(index=latent) if latent else table
+    if latent:  # listed apart: for mle/map the conditional modes and sds at the estimate
+        rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
     n_obs = len(np.asarray(data[observed])) if observed in data else 0
@@ -247,12 +251,19 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
         rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
     rep.findings = findings(rep.fits)
+    _progress("criteria and prior sensitivity ...", quiet)
+    t0 = time.perf_counter()
+    workflow.workflow_tables(rep)
+    rep.timings["criteria and sensitivity"] = time.perf_counter() - t0
 
     # 3. figures
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
     rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives))
     rep.timings["figures"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rep.figures.update(workflow.workflow_figures(rep, program, data, observed))
+    rep.timings["predictive figures"] = time.perf_counter() - t0
 
 
 def _truth(truth: dict, label: str, labels: list | None = None):

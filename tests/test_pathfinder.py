@@ -1,6 +1,5 @@
-"""Pathfinder (the sixth method, one module and one registry entry) and the solver contract."""
+"""Pathfinder: the sixth method, one module and one registry entry."""
 
-import pickle
 import sys
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pytest
 
 import probmodels
 from probmodels import noise, observe, param
-from probmodels.solvers import CATEGORIES, REGISTRY, Finding, Solver
-from probmodels.solvers.base import APPROXIMATION, KINDS, RHAT
+from probmodels.solvers.base import APPROXIMATION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 import hierarchical  # noqa: E402
@@ -27,25 +25,6 @@ X6 = _rng.normal(size=6)
 def gaussian6(x=None):
     w = param("w", dist.MultivariateNormal(jnp.zeros(6), jnp.asarray(S)))
     return observe("x", w + noise.Gaussian(1.0), obs=x)
-
-
-def test_registry_is_the_one_list_of_methods():
-    assert tuple(REGISTRY) == probmodels.METHODS == ("mle", "map", "laplace", "vi", "nuts", "pathfinder")
-    for name, s in REGISTRY.items():
-        assert isinstance(s, Solver) and s.name == name and s.kind in KINDS and callable(s.solve)
-        assert {"seed", "init"} <= set(s.defaults)
-    assert len({s.label for s in REGISTRY.values()}) == len(REGISTRY)
-    assert REGISTRY["pathfinder"].kind == "approximation" and REGISTRY["nuts"].batched is not None
-
-
-def test_finding_is_a_str_with_a_category_and_pickles():
-    w = Finding(RHAT, "r-hat is 1.05")
-    assert w == "r-hat is 1.05" and "1.05" in w and w.category == RHAT
-    back = pickle.loads(pickle.dumps(w))
-    assert back == w and back.category == RHAT and isinstance(back, Finding)
-    with pytest.raises(ValueError, match="unknown category"):
-        Finding("nonsense", "text")
-    assert CATEGORIES[-1] == "other"
 
 
 def test_pathfinder_on_a_correlated_gaussian():

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.extend.core import Var
 
 from .._config import jit
 from ._common import _SINGULAR_MARGIN
@@ -87,7 +88,9 @@ def structure(obj: Objective) -> LeastSquares | None:
     """The least-squares structure of the program (for MLE, or MAP with flat priors), or None
     where there is none or the predictions are linear in the parameters.
 
-    Found from two points (the start ``z0`` and ``z0`` moved by a fixed, irregular offset): the
+    First from the program's trace alone (no compile): every observation a plain ``Normal``, and
+    the predictions' polynomial degree in ``z`` (:func:`_degree`); an affine prediction ends it
+    there. Then from two points (the start ``z0`` and ``z0`` moved by a fixed, irregular offset): the
     Jacobians of the predictions and of the noise scales say which coordinates each depends on
     (they must be disjoint, cover every coordinate, and the scale must be one learned value
     shared by every observation, or fixed); the predictions' Jacobian differs between the two
@@ -96,11 +99,17 @@ def structure(obj: Objective) -> LeastSquares | None:
     if ("lsq", "structure") in cache:
         return cache[("lsq", "structure")]
     found = None
-    if obj.laplace_noise or obj.dim == 0 or not all(s["param"] for s in obj.sites):
+    if not obj.least_squares_capable or obj.laplace_noise or obj.dim == 0 or not all(s["param"] for s in obj.sites):
         cache[("lsq", "structure")] = None
         return None
     info = {}
     parts = _parts(obj, info)
+    # a trace without a compile says whether the observations are Gaussian and whether the
+    # predictions are affine in z: a linear model pays nothing more (Newton's first step is exact)
+    jaxpr = jax.make_jaxpr(lambda z: parts(z, obj.arrays)[1])(obj.z0)
+    if not info.get("ok") or _degree(jaxpr.jaxpr, [1])[0] <= 1:
+        cache[("lsq", "structure")] = None
+        return None
 
     def probe(z, arrays):
         def ls(z):
@@ -120,6 +129,54 @@ def structure(obj: Objective) -> LeastSquares | None:
             found = _classify(obj, scale0, scale1, jl0, jl1, js0, js1)
     cache[("lsq", "structure")] = found
     return found
+
+
+# primitives that are linear in each argument, and those linear in their first argument alone
+# (the rest of their arguments indices or shapes); any other primitive of a varying argument
+# makes the result nonlinear
+_ADDITIVE = frozenset(
+    "add add_any sub neg reshape broadcast_in_dim squeeze expand_dims slice concatenate transpose "
+    "convert_element_type reduce_sum copy copy_p rev pad real cumsum".split()
+)
+_FIRST = frozenset("gather dynamic_slice".split())
+_PRODUCT = frozenset(("mul", "dot_general"))
+
+
+def _degree(jaxpr, degrees) -> list:
+    """The polynomial degree (0 constant, 1 affine, 2 anything else) of each output of ``jaxpr``
+    in its inputs of the given degrees: a structural test of linearity, on the trace alone."""
+    env = {}
+
+    def read(a):
+        return env.get(a, 0) if isinstance(a, Var) else 0
+
+    for v, d in zip(jaxpr.invars, degrees):
+        env[v] = d
+    for eqn in jaxpr.eqns:
+        ds = [read(a) for a in eqn.invars]
+        name = eqn.primitive.name
+        sub = next((eqn.params[k] for k in ("jaxpr", "call_jaxpr", "fun_jaxpr") if k in eqn.params), None)
+        if max(ds, default=0) == 0:
+            out = [0] * len(eqn.outvars)
+        elif sub is not None:
+            out = _degree(getattr(sub, "jaxpr", sub), ds)
+        else:
+            if name in _ADDITIVE:
+                d = max(ds)
+            elif name in _PRODUCT:
+                d = sum(ds)
+            elif name == "div":
+                d = ds[0] if ds[1] == 0 else 2
+            elif name in _FIRST:
+                d = ds[0] if max(ds[1:], default=0) == 0 else 2
+            elif name == "select_n":
+                d = max(ds[1:]) if ds[0] == 0 else 2
+            else:
+                d = 2
+            out = [min(d, 2)] * len(eqn.outvars)
+        for v, d in zip(eqn.outvars, out):
+            env[v] = min(d, 2)
+    return [read(v) for v in jaxpr.outvars]
 
 
 def _classify(obj, scale0, scale1, jl0, jl1, js0, js1):

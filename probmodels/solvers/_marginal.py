@@ -20,15 +20,16 @@ exact when ``f`` is quadratic in ``u`` (Gaussian latents in a Gaussian model).
   group: blocks of 2; crossed effects: one dense block). The coordinates are coloured by their
   position in their block, so that ``H_uu`` costs ``b`` Hessian-vector products (``b`` the
   largest block), not ``n_u``, and is factored block by block (batched Cholesky).
-* **Exact derivatives through the inner optimum** (implicit differentiation, as TMB). The inner
-  loop runs on ``stop_gradient(theta)``; the objective is then evaluated at
-  ``u_2 = N(N(u*))``, two Newton steps ``N(u) = u - H_uu^{-1} grad_u f`` differentiable in
-  ``theta`` from that optimum. ``u_hat(theta)`` is a fixed point of ``N`` where ``N``'s
-  derivative in ``u`` vanishes, so ``u_1 - u_hat = O(|d theta|^2)`` and ``u_2 - u_hat =
-  O(|d theta|^4)``: ``u_2`` has the first three derivatives of ``u_hat`` (the implicit function
-  theorem's ``du/dtheta = -H_uu^{-1} H_u theta`` and the next two), so the gradient and the
-  Hessian of the approximate marginal (the log-determinant needs ``d^2 u / d theta^2``) are
-  exact at any point, not approximations.
+* **Exact derivatives through the inner optimum** (implicit differentiation, as TMB).
+  ``u_hat(theta)`` is a ``jax.custom_jvp``: the inner loop runs on values only, and its tangent
+  is the implicit function theorem's ``du = -H_uu^{-1} (d grad_u f / d theta) dtheta`` at the
+  mode, written in differentiable JAX whose own derivatives call ``u_hat`` again. So the
+  gradient and the Hessian of the approximate marginal (the log-determinant needs ``d^2 u /
+  d theta^2``) are exact, not finite differences.
+* **Compiled once, optimised in Python.** Value, gradient and Hessian over the params (and the
+  latents' conditional modes and variances) are one compiled program per configuration
+  (:func:`_compiled`); the outer Newton iteration over the few params runs in Python over it
+  (:func:`_newton`), as TMB's outer optimiser does.
 
 ``MarginalObjective`` is a view of the joint :class:`Objective` over the param coordinates only,
 so the point solver runs on it unchanged; :func:`solve_marginal` then adds the latents'
@@ -47,7 +48,8 @@ from scipy.sparse.csgraph import connected_components
 
 from .._config import jit
 from ..program import LATENT, PARAM
-from ._common import SolverResult
+from ._common import SolverResult, Timer
+from ._optimize import OptResult
 from ._objective import Objective, _DictUnravel, _is_real, _list_unravel
 
 __all__ = ["MarginalObjective", "solve_marginal", "latent_structure"]
@@ -57,7 +59,7 @@ _BLOCKS = "_latent_blocks"
 _COLORS = "_latent_colors"
 _COMPONENT = "_latent_component"
 _PROBE_BATCH = 64  # Hessian-vector products per batch in the one dense probe of H_uu
-_MAX_LATENT = 20_000  # the dense probe costs n_u Hessian-vector products
+_MAX_LATENT = 10_000  # the probe costs n_u Hessian-vector products and an n_u^2 boolean pattern
 _MAX_BLOCK = 4_000  # a dense block of this size: a 4000 x 4000 Cholesky per evaluation
 _INNER_MAX_ITER = 200
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -121,20 +123,24 @@ def latent_structure(obj: Objective):
                 zz = z.at[Lj].set(u)
                 return jax.grad(lambda w: raw(w, arrays, priors=True, jacobian=True))(zz)[Lj]
 
-            def column(v):
-                return jax.jvp(grad_u, (z[Lj],), (v,))[1]
+            def column(i):
+                # the pattern only (n_u^2 bytes): a structural zero of autodiff is an exact 0
+                h = jax.jvp(grad_u, (z[Lj],), (jax.nn.one_hot(i, n_u, dtype=z.dtype),))[1]
+                return (h != 0) | ~jnp.isfinite(h), jnp.all(jnp.isfinite(h))
 
-            return jax.lax.map(column, jnp.eye(n_u), batch_size=_PROBE_BATCH)
+            pattern, finite = jax.lax.map(column, jnp.arange(n_u), batch_size=_PROBE_BATCH)
+            return pattern, jnp.all(finite)
 
         cache[key] = jit(probe)
     # at a perturbed start: a zero of the Hessian at one point that is not structural (a
     # symmetric start) would split a block
     z0 = np.asarray(obj.z0)
     z = z0 + 0.05 * np.random.default_rng(0).standard_normal(z0.shape)
-    h = np.asarray(cache[key](z, obj.arrays))
-    if not np.all(np.isfinite(h)):
-        h = np.asarray(cache[key](z0, obj.arrays))
-    pattern = (h != 0) | (h.T != 0) | ~np.isfinite(h) | ~np.isfinite(h.T)
+    pattern, finite = cache[key](z, obj.arrays)
+    if not bool(finite):
+        pattern, _ = cache[key](z0, obj.arrays)
+    pattern = np.asarray(pattern)
+    pattern = pattern | pattern.T
     np.fill_diagonal(pattern, True)
     idx, colors, component, kind = _blocks_from_pattern(pattern)
     if idx.shape[1] > _MAX_BLOCK:
@@ -167,7 +173,8 @@ def _solve(chol, v, arrays):
 
 
 class _Fns:
-    """The marginal objective's functions for one configuration (priors, jacobian, ...)."""
+    """The marginal objective's building blocks over ``theta`` (params) and ``u`` (latents);
+    ``kw`` (priors, jacobian, ...) selects the joint density's configuration."""
 
     def __init__(self, joint_raw, D, P, L, b):
         self.raw, self.D, self.P, self.L, self.b = joint_raw, D, jnp.asarray(P), jnp.asarray(L), b
@@ -226,7 +233,6 @@ class _Fns:
     def inner(self, theta, u0, arrays, eps, kw):
         """``u_hat(theta)`` by Levenberg-damped Newton (no derivatives through it). Returns ``(u,
         squared Newton decrement at u)``."""
-        idx = arrays[_BLOCKS]
         f = lambda v: self.f(theta, v, arrays, eps, kw)  # noqa: E731
         eye = jnp.eye(self.b)
 
@@ -293,20 +299,18 @@ class _Fns:
         return mode
 
     def neg_marginal(self, theta, arrays, eps, kw):
+        """``-log L(theta)`` (Laplace) and, as values only, the conditional modes, their
+        conditional variances ``diag(H_uu^{-1})`` and the squared Newton decrement there."""
         u = self.mode(theta, arrays, eps, kw)
-        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
+        blocks, grad_u = self.hessian_blocks(theta, u, arrays, eps, kw)
         chol = jnp.linalg.cholesky(blocks)
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)))
-        return self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
-
-    def conditional(self, theta, arrays, eps, kw):
-        """At ``theta``: the conditional mode ``u_hat``, its conditional variances
-        ``diag(H_uu^{-1})`` and the inner solve's squared decrement."""
-        u, dec2 = self.inner(theta, arrays[_START], arrays, eps, kw)
-        blocks, _ = self.hessian_blocks(theta, u, arrays, eps, kw)
-        inv = jnp.linalg.inv(blocks)
-        var = _scatter(jnp.diagonal(inv, axis1=1, axis2=2), arrays)
-        return u, var, dec2
+        value = self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
+        sg = jax.lax.stop_gradient
+        g_u = sg(grad_u(u))
+        var = _scatter(jnp.diagonal(jnp.linalg.inv(sg(blocks)), axis1=1, axis2=2), arrays)
+        aux = dict(u=sg(u), var=var, dec2=g_u @ _solve(sg(chol), g_u, arrays))
+        return value, aux
 
 
 def _marginal_fns(obj: Objective, b: int, P, L):
@@ -327,21 +331,25 @@ def _marginal_fns(obj: Objective, b: int, P, L):
 
     compiled = {}
 
-    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
-        if obs_scale is not None:
-            raise ValueError("the marginal (Laplace) objective takes no minibatches")
+    def configured(priors, jacobian, drop=(), laplace="exact"):
         kw = kwargs(priors, jacobian, drop, laplace)
         key = tuple(sorted(kw.items()))
         if key not in compiled:
-            compiled[key] = _separately_compiled(fns_, kw, len(P))
-        return -compiled[key](z, arrays, 0.0 if eps is None else eps)
+            compiled[key] = _compiled(fns_, kw)
+        return compiled[key]
 
-    ll_kw = kwargs(False, False, (), "exact")
+    def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"):
+        """The (Laplace) marginal log density over the params, traceable (the point fit itself
+        uses ``configured``'s compiled program)."""
+        if obs_scale is not None:
+            raise ValueError("the marginal (Laplace) objective takes no minibatches")
+        eps = 0.0 if eps is None else eps
+        return -fns_.neg_marginal(z, arrays, eps, kwargs(priors, jacobian, drop, laplace))[0]
+
     param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
 
     def natural(theta, arrays):
         # the params' natural values do not depend on the latents: read at the latents' start
-        # (the inner solve, with its compile, is left to ``conditional``)
         return joint["natural"](fns_.assemble(theta, arrays[_START]), _joint_arrays(arrays))
 
     def natural_flat(theta, arrays):
@@ -349,20 +357,26 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         return jnp.concatenate([jnp.ravel(nat[k]) for k in param_names])
 
     def pointwise(theta, arrays):
-        # no per-observation terms: the marginal log-likelihood is one number, from ``conditional``
+        # no per-observation terms: the marginal log-likelihood is one number (``conditional``)
         return {}
 
-    def conditional(theta, arrays):
-        """At ``theta``: the full ``z`` with the latents' conditional modes, their conditional
-        variances, the inner solve's squared decrement, the natural values and the (Laplace)
-        marginal log-likelihood. ``u_hat`` is the same for MLE and MAP (the param priors and
-        their log-Jacobian do not involve ``u``)."""
-        u, var, dec2 = fns_.conditional(theta, arrays, 0.0, ll_kw)
-        z = fns_.assemble(theta, u)
-        blocks, _ = fns_.hessian_blocks(theta, u, arrays, 0.0, ll_kw)
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(blocks), axis1=1, axis2=2)))
-        loglik = -(fns_.f(theta, u, arrays, 0.0, ll_kw) + 0.5 * logdet - 0.5 * fns_.n_u * _LOG_2PI)
-        return dict(z=z, var=var, dec2=dec2, natural=joint["natural"](z, _joint_arrays(arrays)), log_likelihood=loglik)
+    def conditional(theta, arrays, priors, jacobian):
+        """At ``theta``, for the fit's configuration: the full ``z`` (the latents at their
+        conditional modes), their conditional variances, the inner solve's squared decrement,
+        the natural values and the (Laplace) marginal log-likelihood: the marginal log density
+        less the params' prior and log-Jacobian terms, which do not involve the latents."""
+        at = configured(priors, jacobian)(theta, arrays)
+        z = np.zeros(obj.dim)
+        z[P], z[L] = theta, at["u"]
+        data = _joint_arrays(arrays)
+        extra = 0.0
+        if priors or jacobian:
+            jac = True if jacobian else latent_names
+            extra = float(joint["log_joint"](z, data, priors=priors, jacobian=jac)) - float(
+                joint["log_joint"](z, data, priors=False, jacobian=latent_names)
+            )
+        natural_values = joint["natural"](z, data)
+        return dict(z=z, var=at["var"], dec2=at["dec2"], natural=natural_values, log_likelihood=-float(at["value"]) - extra)
 
     fns = dict(
         log_joint_raw=log_marginal,
@@ -371,55 +385,95 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         natural_jacobian=jit(jax.jacfwd(natural_flat)),
         pointwise=jit(pointwise),
         pointwise_batch=jit(lambda zs, a: jax.lax.map(lambda z: pointwise(z, a), zs)),
-        conditional=jit(conditional),
+        conditional=conditional,
+        configured=configured,
         solvers={},
     )
     cache[key] = fns
     return fns
 
 
-def _separately_compiled(fns_: _Fns, kw: dict, d: int):
-    """The negative marginal as a function whose value, gradient and Hessian are three separately
-    compiled programs, called from the optimiser's loop (host callbacks, one per evaluation).
+def _compiled(fns_: _Fns, kw: dict):
+    """``evaluate(theta, arrays) -> dict(value, grad, hess, u, var, dec2)`` (numpy): the negative
+    marginal, its exact gradient and Hessian over the params and the latents' conditional modes
+    and variances, from one compiled program per configuration.
 
-    Inlined into the point solver's Newton loop, the inner solve and its derivatives appear ~6
-    times (the start's value, gradient and Hessian and the loop's), and XLA compiled all of them
-    (99 s for a random intercept on a busy 2-core machine, 60% of it duplicates); compiled
-    apart, each is compiled once. The derivatives are tied together by ``custom_jvp``, so the
-    solver's ``grad`` and ``jacrev(grad)`` get exactly these programs.
+    The outer optimisation runs in Python over this program (``d`` is a handful of params; a
+    step costs one call), as TMB's outer optimiser does. Traced into the point solver's compiled
+    Newton loop instead, the inner solve and its derivatives appeared ~6 times (the start's
+    value, gradient and Hessian and the loop's) and XLA compiled every copy (99 s for a random
+    intercept on a busy 2-core machine); and calling compiled code back from inside that loop
+    (a host callback) can deadlock XLA's CPU thread pool.
     """
 
-    def neg(theta, arrays, eps):
-        return fns_.neg_marginal(theta, arrays, eps, kw)
+    def everything(theta, arrays):
+        def value_grad(th):
+            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, 0.0, kw), has_aux=True)(th)
+            return grad, (value, grad, aux)
 
-    programs = dict(value=jit(neg), grad=jit(jax.grad(neg)), hess=jit(jax.jacfwd(jax.grad(neg))))
-    shapes = dict(value=(), grad=(d,), hess=(d, d))
+        hess, (value, grad, aux) = jax.jacfwd(value_grad, has_aux=True)(theta)
+        return dict(value=value, grad=grad, hess=0.5 * (hess + hess.T), **aux)
 
-    def call(name, theta, arrays, eps):
-        fn = programs[name]
-        out = jax.ShapeDtypeStruct(shapes[name], jnp.float64)
-        host = lambda t, a, e: np.asarray(fn(t, a, e), np.float64)  # noqa: E731
-        return jax.pure_callback(host, out, theta, arrays, eps, vmap_method="sequential")
+    program = jit(everything)
 
-    @jax.custom_jvp
-    def gradient(theta, arrays, eps):
-        return call("grad", theta, arrays, eps)
+    def evaluate(theta, arrays):
+        return jax.tree_util.tree_map(np.asarray, program(np.asarray(theta, np.float64), arrays))
 
-    @gradient.defjvp
-    def _gradient_jvp(primals, tangents):
-        theta, arrays, eps = primals
-        return gradient(theta, arrays, eps), call("hess", theta, arrays, eps) @ tangents[0]
+    return evaluate
 
-    @jax.custom_jvp
-    def objective(theta, arrays, eps):
-        return call("value", theta, arrays, eps)
 
-    @objective.defjvp
-    def _objective_jvp(primals, tangents):
-        theta, arrays, eps = primals
-        return objective(theta, arrays, eps), gradient(theta, arrays, eps) @ tangents[0]
+def _newton(evaluate, z0, gtol, max_iter, dtol=1e-10):
+    """Newton's method on the exact Hessian with Levenberg-Marquardt damping in Marquardt's
+    scaling, in Python over the compiled ``evaluate``. The tests are the point solver's: the
+    Newton decrement below ``dtol`` where the Hessian is positive definite, else the largest
+    gradient entry below ``gtol * max(1, |f|)`` with no negative curvature.
 
-    return objective
+    Returns ``(OptResult of numpy arrays, the conditional quantities at the optimum)``."""
+    at = evaluate(z0)
+    z, last = np.asarray(z0, np.float64), np.zeros(len(z0))
+    lam, it, n_eval, status = 0.0, 0, 1, -1
+    while True:
+        f, g, h = float(at["value"]), at["grad"], at["hess"]
+        if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(h))):
+            status = 3
+            break
+        dh = np.abs(np.diag(h))
+        d = np.sqrt(np.maximum(dh, 1e-8 * dh.max() + 1e-300))
+        ev, v = np.linalg.eigh(h / d[:, None] / d[None, :])
+        c = v.T @ (g / d)
+        top = max(np.max(np.abs(ev)), 1e-300)
+        pd, psd = ev[0] > 1e-12 * top, ev[0] > -1e-8 * top
+        small = np.max(np.abs(g)) <= gtol * max(1.0, abs(f))
+        dec = np.sqrt(abs(np.sum(c**2 / ev))) if pd else np.inf
+        # positive definite: the decrement decides (scale-free; a scale going to 0 keeps a
+        # gradient below gtol long before it gets there); singular: the gradient test
+        if (dec <= dtol) if pd else (psd and small):
+            status = 0
+            break
+        if it >= max_iter:
+            status = 1
+            break
+        it += 1
+        # the damped step in the scaled eigenbasis; a shift past the most negative curvature
+        shift = lam + (0.0 if pd else 1e-3 * top - ev[0])
+        p = (v @ (-c / (ev + shift))) / d
+        trial = evaluate(z + p)
+        n_eval += 1
+        f_new = float(trial["value"])
+        ok = np.isfinite(f_new) and np.all(np.isfinite(trial["grad"])) and f_new <= f + 1e-12 * abs(f)
+        if ok:
+            z, at, last = z + p, trial, p
+            lam = lam / 10.0 if lam > 1e-10 * top else 0.0
+        else:
+            lam = max(10.0 * lam, 1e-4 * top)
+            if lam > 1e16 * top:
+                status = 2
+                break
+    res = OptResult(
+        z=z, value=np.asarray(at["value"]), grad=at["grad"], hess=at["hess"], n_iter=np.asarray(it),
+        grad_norm=np.asarray(np.max(np.abs(at["grad"]))), status=np.asarray(status), last_step=last, n_hess=np.asarray(n_eval),
+    )
+    return res, at
 
 
 def _joint_arrays(arrays):
@@ -433,6 +487,8 @@ class MarginalObjective(Objective):
     ``fns["log_joint_raw"]`` is the Laplace-approximate marginal log density. ``joint`` is the
     program's own objective; ``structure`` says how ``H_uu`` was factored.
     """
+
+    least_squares_capable = False  # (the Newton path: see Objective)
 
     def __init__(self, obj: Objective):  # a view: no prototype trace of its own
         P, L = _coords(obj)
@@ -475,6 +531,37 @@ class MarginalObjective(Objective):
         # no subset start: the latents' count depends on the data
         return None, ()
 
+    def optimize(self, *, priors, jacobian, opts, method):
+        """The point solver's ``optimize`` for this objective (same returns): :func:`_newton` over
+        the compiled marginal, then ``post`` (existence probes, natural values and their
+        Jacobian) at the optimum."""
+        if opts["optimizer"] not in ("auto", "newton"):
+            raise ValueError(
+                f"fit(method={method!r}): the marginal fit over latent sites {list(self.joint.latent)} "
+                f"optimises by Newton's method; optimizer={opts['optimizer']!r} is not available"
+            )
+        evaluate = self.fns["configured"](priors, jacobian)
+        arrays = self.arrays
+        max_iter = int(opts["max_iter"] or 500)
+        with Timer() as timer:
+            res, _ = _newton(lambda t: evaluate(t, arrays), np.asarray(self.z0), float(opts["gtol"]), max_iter)
+        fns = self.fns
+
+        def post(z, last, jacobian=True):
+            norm = np.linalg.norm(last)
+            d = last / (norm if norm > 0 else 1.0)
+            step = 1.0 + np.max(np.abs(z))
+            probe = [float(evaluate(z + k * step * d, arrays)["value"]) for k in (1.0, 10.0)]
+            return dict(
+                probe=np.asarray(probe),
+                natural=jax.tree_util.tree_map(np.asarray, fns["natural"](z, arrays)),
+                jacobian=np.asarray(fns["natural_jacobian"](z, arrays)) if jacobian else None,
+                log_likelihood=np.asarray(0.0),  # the marginal one is set by solve_marginal
+            )
+
+        zeros = np.zeros(self.dim)
+        return res, res.hess, post, ((), zeros, zeros), timer, [], dict(optimizer="newton")
+
 
 def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverResult:
     """The marginal MLE or MAP of a program with latent sites: ``solve`` (the point solver) on
@@ -489,7 +576,7 @@ def solve_marginal(obj: Objective, method: str, options: dict, solve) -> SolverR
     view = MarginalObjective(obj)
     res = solve(view, method, options)
     P, L = view.param_coords, view.latent_coords
-    at = view.fns["conditional"](np.asarray(res.zhat), view.arrays)
+    at = view.fns["conditional"](np.asarray(res.zhat), view.arrays, method == "map", bool(options.get("jacobian", False)))
     at = jax.tree_util.tree_map(np.asarray, at)
     z, sd_z = at["z"], np.sqrt(np.clip(at["var"], 0.0, None))
 

@@ -402,6 +402,9 @@ class Objective:
     """
 
     partitioned = None  # the engine of data partitioned by rows (solvers/_partitioned.py)
+    # whether the objective is the program's own sum of squared residuals where the noise is
+    # Gaussian (the least-squares path, _lsq.py); not a marginal view or partitioned rows
+    least_squares_capable = True
 
     def __init__(self, model, data, init=None):
         self.model = model
@@ -693,11 +696,11 @@ class _ScaleObserved(Messenger):
 
 
 def _log_joint(
-    model, static, unravel, key, z_flat, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace="exact"
+    model, static, unravel, key, z_flat, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace_noise="exact"
 ):
     """``log p(x, T(z))`` (+ ``log|dT/dz|`` with ``jacobian``); ``priors=False`` flattens every
     ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
-    ``laplace="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
+    ``laplace_noise="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
     surrogate; ``obs_scale`` scales the log-likelihood (minibatches)."""
     _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
@@ -708,9 +711,9 @@ def _log_joint(
         m = _FlatPriors(m, only=frozenset(drop))
     if obs_scale is not None:
         m = _ScaleObserved(m, obs_scale)
-    if laplace == "smooth":
+    if laplace_noise == "smooth":
         m = _LaplaceMode(m, eps=eps)
-    elif laplace == "fisher":
+    elif laplace_noise == "fisher":
         m = _LaplaceMode(m, eps=None)
     # block: the program's sites stay invisible to handlers outside (SVI's and MCMC's own
     # trace and substitute see only the unconstrained model's "z").
@@ -763,7 +766,7 @@ def _functions(key, model, static, unravel, names):
 
     fns = dict(
         log_joint_raw=log_joint,
-        log_joint=jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace")),
+        log_joint=jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace_noise")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jit(natural),
         natural_batch=_batched(natural),

@@ -169,6 +169,25 @@ def _bfgs(b, s, y):
     return jnp.where(ok, 0.5 * (upd + upd.T), b)
 
 
+class _NewtonState(NamedTuple):
+    """Newton's loop state."""
+
+    z: jax.Array
+    value: jax.Array  # the composite objective at z
+    grad: jax.Array  # gradient of the smooth part at z
+    hess: jax.Array  # the last exact Hessian
+    model: jax.Array  # the matrix of the steps' quadratic model: hess, or hess carried on by BFGS
+    fresh: jax.Array  # model is the exact Hessian at z
+    radius: jax.Array  # the trust radius (scaled units) or the Levenberg-Marquardt damping (L1)
+    n_iter: jax.Array
+    status: jax.Array  # -1 while running, else a key of STATUS
+    grad_norm: jax.Array
+    last_step: jax.Array
+    eigen: tuple  # the scaled eigen-decomposition of model (the next trust-region step's)
+    decrement: jax.Array  # the Newton decrement in model's metric (inf where not positive definite)
+    n_hess: jax.Array  # exact Hessians computed
+
+
 def newton(
     fun, z0, args, lam, center, gtol, max_iter, *, has_l1: bool, dtol: float = 1e-10, reuse: bool = True,
     floor: float = 1e-8,
@@ -271,11 +290,9 @@ def newton(
             jnp.maximum(100.0, 1.0001 * newton0),
             jnp.where(jnp.isfinite(mag0), jnp.maximum(100.0, mag0), 100.0),
         )
-    # h: the last exact Hessian; b: the model of the steps (h, or h carried on by BFGS updates);
-    # fresh: b is the exact Hessian at z
-    state0 = (z0, value0, g0, h0, h0, jnp.asarray(True), radius0, 0, status0, gn0, jnp.zeros_like(z0), eig0, dec0, 1)
+    state0 = _NewtonState(z0, value0, g0, h0, h0, jnp.asarray(True), radius0, 0, status0, gn0, jnp.zeros_like(z0), eig0, dec0, 1)
 
-    def body(state):
+    def body(state: _NewtonState) -> _NewtonState:
         z, value, g, h, b, fresh, radius, it, _, _, last, eig, dec, n_hess = state
         if has_l1:
             dh = jnp.abs(jnp.diag(h))
@@ -366,13 +383,13 @@ def newton(
             jnp.where(small, 0, jnp.where(it + 1 >= max_iter, 1, jnp.where(stalled, 2, -1))),
         )
         last_next = jnp.where(ok, p, last)
-        return (
+        return _NewtonState(
             z_next, value_next, g_new, h_new, b_new, fresh_new, radius_next,
             it + 1, status, gn, last_next, eig_next, dec_next, n_hess,
         )
 
-    z, value, g, h, _, _, _, it, status, gn, last, _, _, n_hess = jax.lax.while_loop(lambda s: s[8] < 0, body, state0)
-    return OptResult(z, value, g, h, it, gn, status, last, n_hess)
+    end = jax.lax.while_loop(lambda s: s.status < 0, body, state0)
+    return OptResult(end.z, end.value, end.grad, end.hess, end.n_iter, end.grad_norm, end.status, end.last_step, end.n_hess)
 
 
 def chord(fun, z0, args, chol, max_iter, dtol: float = 1e-10):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 import uuid
 
 import jax
@@ -212,6 +213,8 @@ class PartitionedObjective(Objective):
     start and the data-free parts are computed from it) and whose ``partitioned`` engine runs
     the passes over all rows. ``observed`` holds the observed dask arrays (lazy)."""
 
+    least_squares_capable = False  # (the Newton path: see Objective)
+
     def __init__(self, template: Objective, engine: "Engine"):
         self.__dict__.update(template.__dict__)
         self.template = template
@@ -325,8 +328,10 @@ class Engine:
         self.info = dict(passes=0, bytes_read=int(sample_bytes), rows=part.n_rows, chunks=len(part.chunks), start_rows=int(n_sample))
         self.info["scheduler"] = _scheduler_name()
 
-    def count_pass(self, tot):
+    def count_pass(self, tot, seconds=None):
         self.info["passes"] += 1
+        if seconds is not None:
+            self.info.setdefault("pass_s", []).append(round(seconds, 3))
         self.info["bytes_read"] += int(tot["nbytes"])
 
     def note_read(self, arrays: dict):
@@ -334,8 +339,9 @@ class Engine:
 
     def terms(self, z):
         """One pass: ``sum_c (L_c, grad, Hessian)`` at ``z``, or the error the data call for."""
+        t = time.perf_counter()
         tot = self.part.reduce(self.program.terms, np.asarray(z, np.float64), combine=_combine)
-        self.count_pass(tot)
+        self.count_pass(tot, time.perf_counter() - t)
         who = self.program.who
         if tot["bad_rows"] > 0:
             names = ", ".join(repr(k) for k in self.part.rows)
@@ -368,7 +374,9 @@ class Engine:
                     "smooth prior (Normal, StudentT) or use method='vi' with batch_size"
                 )
         with Timer() as timer:
+            t = time.perf_counter()
             res0, _, _, _, _, notes, _ = optimize(template, priors=priors, jacobian=jacobian, opts=opts, method=method)
+            self.info["start_s"] = round(time.perf_counter() - t, 3)
             z0 = np.asarray(res0.z) if int(res0.status) == 0 else np.asarray(template.z0)
             start = f"the fit to {self.info['start_rows']} rows sampled from the chunks" if int(res0.status) == 0 else "z0 (the sample's fit failed)"
             glob = _global_terms(template, priors, jacobian)

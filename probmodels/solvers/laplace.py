@@ -11,6 +11,8 @@ the smoothed weights (and moments from them).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import numpy as np
 
@@ -30,7 +32,7 @@ from ._optimize import STATUS
 from .base import APPROXIMATION, CONVERGENCE, IDENTIFICATION, OTHER, Finding, SimFit, Solver
 from .point import POINT_DEFAULTS, newton_batch, optimize
 
-__all__ = ["solve_laplace", "laplace_q", "identity_mask", "batched_laplace", "LAPLACE_DEFAULTS", "SOLVER"]
+__all__ = ["solve_laplace", "laplace_q", "LaplaceQ", "identity_mask", "batched_laplace", "LAPLACE_DEFAULTS", "SOLVER"]
 
 LAPLACE_DEFAULTS = dict(init=None, seed=0, draws=4000, gtol=1e-9, max_iter=None, optimizer="auto", psis=False)
 
@@ -45,12 +47,23 @@ def identity_mask(obj: Objective) -> np.ndarray:
     return np.asarray(out, bool)
 
 
-def laplace_q(obj: Objective, opts: dict, method: str):
+class LaplaceQ(NamedTuple):
+    """The Laplace approximation ``q = N(result.z, cov)`` and what went wrong."""
+
+    result: object  # the optimiser's OptResult (numpy): the mode is result.z
+    cov: np.ndarray | None  # the inverse Hessian; None where there is no Gaussian approximation
+    ok: bool
+    warnings: list
+    timer: object
+    info: dict  # the optimizer that ran
+
+
+def laplace_q(obj: Objective, opts: dict, method: str) -> LaplaceQ:
     """The mode and inverse Hessian of the unconstrained posterior, with what went wrong."""
     popts = {**POINT_DEFAULTS, **{k: v for k, v in opts.items() if k in POINT_DEFAULTS}}
-    res, h, _, (drop, lam, center), timer, notes, opt_info = optimize(
-        obj, priors=True, jacobian=True, opts=popts, method=method
-    )
+    opt = optimize(obj, priors=True, jacobian=True, opts=popts, method=method)
+    res, h, timer, notes, opt_info = opt.result, opt.hessian, opt.timer, opt.notes, opt.info
+    drop, lam, center = opt.l1.names, opt.l1.lam, opt.l1.center
     warnings = [n for n in notes if not n.startswith("note: ")]
     ok = int(res.status) == 0
     if not ok:
@@ -88,12 +101,13 @@ def laplace_q(obj: Objective, opts: dict, method: str):
                 f"{format_labels([obj.labels[i] for i in np.flatnonzero(kink)])} sit at the kink "
                 "of their Laplace prior; the Gaussian approximation ignores the kink and is poor there",
             ))
-    return res, cov, ok, warnings, timer, opt_info
+    return LaplaceQ(res, cov, ok, warnings, timer, opt_info)
 
 
 def solve_laplace(obj: Objective, method: str, options: dict) -> SolverResult:
     opts = check_options(method, options, LAPLACE_DEFAULTS)
-    res, cov, ok, warnings, timer, opt_info = laplace_q(obj, opts, method)
+    q = laplace_q(obj, opts, method)
+    res, cov, ok, warnings, timer, opt_info = q.result, q.cov, q.ok, q.warnings, q.timer, q.info
     z = res.z
     zdraws = draws = None
     natural_mode = {k: np.asarray(v) for k, v in obj.natural(z).items()}

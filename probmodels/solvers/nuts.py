@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import warnings as _warnings
 from functools import partial
+from typing import NamedTuple
 
 import arviz as az
 import jax
@@ -50,7 +51,7 @@ from ._common import SolverResult, Timer, check_options
 from ._objective import Objective
 from .base import DIVERGENCES, ESS, OTHER, RHAT, Finding, SimFit, Solver, thin
 
-__all__ = ["solve_nuts", "batched_nuts", "is_converged", "NUTS_DEFAULTS", "sampler_warnings", "SOLVER"]
+__all__ = ["solve_nuts", "batched_nuts", "NutsRun", "is_converged", "NUTS_DEFAULTS", "sampler_warnings", "SOLVER"]
 
 NUTS_DEFAULTS = dict(
     init=None,
@@ -67,6 +68,20 @@ NUTS_DEFAULTS = dict(
 )
 _CHAIN_METHODS = ("parallel", "sequential", "vectorized")
 _ADAPTATIONS = ("gradient", "windowed")
+
+
+class NutsRun(NamedTuple):
+    """What a NUTS run keeps, per chain and draw (leading axes ``(chains, draws)``), and the
+    adapted inverse mass matrix per chain."""
+
+    z: jax.Array
+    diverging: jax.Array
+    num_steps: jax.Array
+    accept_prob: jax.Array
+    energy: jax.Array
+    potential_energy: jax.Array
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
 
 
 def adaptation_of(opts: dict) -> str:
@@ -134,7 +149,7 @@ def _sampler(obj: Objective, opts: dict):
         i = jnp.where(jnp.isfinite(pes[0]) & jnp.all(jnp.isfinite(gs[0])), 0, 1)
         return ParamInfo(start[i], pes[i], gs[i])
 
-    def record(s, step):
+    def record(s, step):  # (NutsRun's fields but the mass matrix)
         return (s.z, s.diverging, s.num_steps, s.accept_prob, s.energy, s.potential_energy, step)
 
     def windowed_chain(rng_key, start, arrays):
@@ -155,13 +170,13 @@ def _sampler(obj: Objective, opts: dict):
         # one scan over warm-up and draws (the kernel adapts while its counter is below
         # num_warmup): NUTS is traced and compiled once
         last, out = jax.lax.scan(transition, state, None, length=warmup + draws)
-        return jax.tree.map(lambda v: v[warmup:], out) + (last.adapt_state.inverse_mass_matrix,)
+        return NutsRun(*jax.tree.map(lambda v: v[warmup:], out), last.adapt_state.inverse_mass_matrix)
 
     def gradient_chain(rng_key, start, arrays):
-        return grad_adapted_chain(
+        return NutsRun(*grad_adapted_chain(
             init_kernel, kernel_of(rng_key), rng_key, start_info(start, arrays), arrays,
             warmup=warmup, draws=draws, target=target, depth=depth, record=record,
-        )
+        ))
 
     chain = gradient_chain if adaptation == "gradient" else windowed_chain
 
@@ -312,19 +327,17 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
     amplitude = _amplitude(obj, opts)
     bar = _progress.ChainProgress(chains, int(opts["warmup"]), draws_n) if _progress.wanted() else contextlib.nullcontext()
     with Timer() as timer, bar:
-        out = run(np.int64(int(opts["seed"])), np.asarray(obj.z0), amplitude, obj.arrays)
-        zs, div, nsteps, accept, energy, pe, step, inv_mass = (np.asarray(a) for a in out)
+        out = NutsRun(*(np.asarray(a) for a in run(np.int64(int(opts["seed"])), np.asarray(obj.z0), amplitude, obj.arrays)))
+        zs = out.z
         nat = obj.natural_draws(zs.reshape((-1, obj.dim)))
-    extra = {"diverging": div, "num_steps": nsteps, "accept_prob": accept, "energy": energy,
-             "potential_energy": pe, "adapt_state.step_size": step}
     draws = {k: np.asarray(v).reshape((chains, draws_n) + np.shape(v)[1:]) for k, v in nat.items()}
 
     latent = {s["name"]: draws[s["name"]] for s in obj.sites}
     max_rhat, min_bulk, min_tail = chain_diagnostics(latent, chains)
-    diverging = extra["diverging"].astype(bool)
+    diverging = out.diverging.astype(bool)
     n_div = int(diverging.sum())
     max_depth = int(opts["max_tree_depth"])
-    depth_hits = int(np.sum(extra["num_steps"] >= 2**max_depth - 1))
+    depth_hits = int(np.sum(out.num_steps >= 2**max_depth - 1))
     warnings = []
     flat = [s["name"] for s in obj.sites if s["flat"]]
     if flat:
@@ -341,15 +354,15 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
 
     estimate = {k: v.mean(axis=(0, 1)) for k, v in latent.items()}
     stderr = {k: v.reshape((-1,) + v.shape[2:]).std(axis=0, ddof=1) for k, v in latent.items()}
-    depth = np.floor(np.log2(extra["num_steps"] + 1)).astype(int)
+    depth = np.floor(np.log2(out.num_steps + 1)).astype(int)
     sample_stats = dict(
         diverging=diverging,
-        energy=extra["energy"],
-        lp=-extra["potential_energy"],
-        n_steps=extra["num_steps"],
+        energy=out.energy,
+        lp=-out.potential_energy,
+        n_steps=out.num_steps,
         tree_depth=depth,
-        acceptance_rate=extra["accept_prob"],
-        step_size=extra["adapt_state.step_size"],
+        acceptance_rate=out.accept_prob,
+        step_size=out.step_size,
     )
     diagnostics = dict(
         converged=bool(converged),
@@ -365,7 +378,7 @@ def solve_nuts(obj: Objective, method: str, options: dict) -> SolverResult:
             if opts["chain_method"] == "parallel" and parallel_devices(chains) > 1
             else ("sequential" if opts["chain_method"] == "parallel" else opts["chain_method"])
         ),
-        inverse_mass_matrix=inv_mass,
+        inverse_mass_matrix=out.inverse_mass_matrix,
         compile_s=timer.compile_s,
         run_s=timer.run_s,
         wall_s=timer.wall_s,
@@ -398,8 +411,8 @@ def batched_nuts(obj: Objective, observed: str, xs, seeds, options: dict, n_draw
         obj.fns["solvers"][key] = jit(jax.vmap(run, in_axes=(0, None, None, axes)))
     run_all = obj.fns["solvers"][key]
     arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
-    zs, div, *_ = run_all(np.asarray(seeds, dtype=np.int64), np.asarray(obj.z0), _amplitude(obj, opts), arrays)
-    zs, div = np.asarray(zs), np.asarray(div)
+    ran = run_all(np.asarray(seeds, dtype=np.int64), np.asarray(obj.z0), _amplitude(obj, opts), arrays)
+    zs, div = np.asarray(ran.z), np.asarray(ran.diverging)
     out = []
     for j in range(len(seeds)):
         one = {**obj.arrays, observed: arrays[observed][j]}

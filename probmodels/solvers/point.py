@@ -6,6 +6,13 @@ Both optimise in the unconstrained space ``z`` (so supports are never left) but,
 observed information in the natural space (the delta method through the transform, exact at a
 stationary point), or from the Huber-White sandwich with ``stderr="sandwich"``.
 
+Gaussian programs nonlinear in their parameters (MLE, or MAP with flat priors) are solved first
+as least squares, by Levenberg-Marquardt on the residual Jacobian with the noise scale profiled
+out (``_lsq``), then by Newton on the full likelihood. ``starts=K`` runs the optimiser from K
+starting points in one vmapped program and keeps the best optimum. ``converged`` is True only
+where Newton's decrement is zero to tolerance and the Hessian is not indefinite, nor singular
+where the model determines the parameters elsewhere (two terms of a sum coinciding).
+
 Laplace priors on real parameters with fixed location and scale are not smoothed: they enter as an
 L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of the lasso.
 """
@@ -13,6 +20,7 @@ L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of t
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +42,7 @@ from ._objective import Objective, _base, _is_real
 from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
 from .base import BOUNDARY, CONVERGENCE, EXISTENCE, IDENTIFICATION, OTHER, SEPARATION, Finding, Solver
 
-__all__ = ["solve_point", "optimize", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
+__all__ = ["solve_point", "optimize", "Optimum", "L1Terms", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
 
 POINT_DEFAULTS = dict(
     init=None,
@@ -68,7 +76,7 @@ def _l1_terms(obj: Objective):
     lam, center = np.zeros(obj.dim), np.zeros(obj.dim)
     if not names:
         return (), lam, center, []
-    values, jac = _laplace_fns(obj, tuple(names))
+    values, jac = _l1_prior_fns(obj, tuple(names))
     z0 = obj.z0
     at = values(z0, obj.arrays)
     moved = [jac(z0, obj.arrays), jac(z0 + 0.37, obj.arrays)]
@@ -86,9 +94,9 @@ def _l1_terms(obj: Objective):
     return tuple(fixed), lam, center, learned
 
 
-def _laplace_fns(obj: Objective, names: tuple):
+def _l1_prior_fns(obj: Objective, names: tuple):
     """Jitted (loc, scale) of the named Laplace priors at z, and their derivatives in z."""
-    key = ("laplace_priors", names)
+    key = ("l1_priors", names)
     cache = obj.fns["solvers"]
     if key not in cache:
         from ._objective import _trace_at
@@ -111,22 +119,44 @@ def _laplace_fns(obj: Objective, names: tuple):
 # the optimisation
 
 
+class L1Terms(NamedTuple):
+    """The Laplace priors handled as an L1 term ``sum lam |z - center|`` (see ``_l1_terms``)."""
+
+    names: tuple
+    lam: np.ndarray
+    center: np.ndarray
+
+
+class Optimum(NamedTuple):
+    """What :func:`optimize` returns."""
+
+    result: object  # OptResult, as numpy
+    hessian: np.ndarray | None  # of the smooth objective at result.z (None: too many parameters)
+    # post(z, last_step, jacobian=True): one compiled call giving the objective at the existence
+    # probes, the natural values, their Jacobian and the log-likelihood at z
+    post: object
+    l1: L1Terms
+    timer: Timer
+    notes: list  # warnings, and notes prefixed "note: "
+    info: dict  # {"optimizer": kind}, plus "start" where Newton started from a subset's fit
+
+
 _SMOOTHING = tuple(10.0 ** -k for k in range(1, 11))  # eps for Laplace noise, 1e-1 ... 1e-10
 
 
-def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool, laplace: str):
+def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool, laplace_noise: str):
     """Compiled optimiser, Hessian and objective for one configuration (cached per program).
 
     Every function takes ``eps``, the smoothing of Laplace noise (ignored unless
-    ``laplace="smooth"``), as a traced argument: the continuation compiles once."""
-    key = (kind, priors, jacobian, drop, has_l1, laplace)
+    ``laplace_noise="smooth"``), as a traced argument: the continuation compiles once."""
+    key = (kind, priors, jacobian, drop, has_l1, laplace_noise)
     solvers = obj.fns["solvers"]
     if key not in solvers:
         raw = obj.fns["log_joint_raw"]
 
         def neg_log_joint(z, args):
             arrays, eps = args
-            return -raw(z, arrays, eps, priors=priors, jacobian=jacobian, drop=drop, laplace=laplace)
+            return -raw(z, arrays, eps, priors=priors, jacobian=jacobian, drop=drop, laplace_noise=laplace_noise)
 
         if kind == "newton":
 
@@ -167,7 +197,6 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
         solvers[key] = dict(
             # traceable, for the compositions below (least squares first, several starts)
             run_raw=functools.partial(run, reuse=False) if kind == "newton" else run,
-            neg_log_joint=neg_log_joint,
             post=jit(post, static_argnames=("jacobian",)),
             run=run_jit,
             # without Newton's Hessian reuse: for small data (a Hessian is cheap there), under
@@ -184,6 +213,15 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
     return solvers[key]
 
 
+def _as_optimum(out) -> Optimum:
+    """An :class:`Optimum` from another optimiser's ``(result, hessian, post, (names, lam,
+    center), timer, notes, info)``."""
+    if isinstance(out, Optimum):
+        return out
+    res, h, post, l1, timer, notes, info = out
+    return Optimum(res, h, post, L1Terms(*l1), timer, notes, info)
+
+
 def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method: str):
     """Run the optimiser.
 
@@ -191,13 +229,13 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
     taken from 1e-1 to 1e-10 (relative to the noise scale), each stage started at the last
     solution, and the Hessian is then its Fisher information (see ``noise.LaplaceNoise``).
 
-    Returns (OptResult as numpy, Hessian, ``post(z, last_step, jacobian=True)``, L1 info, timer,
-    notes, ``{"optimizer": kind}`` plus ``"start"`` where Newton started from a subset's fit).
-    ``post`` is one compiled call: the objective at the existence probes, the natural values, their
-    Jacobian and the log-likelihood at z.
+    Returns an :class:`Optimum`.
     """
     if obj.partitioned is not None:  # rows on a dask cluster: Newton, one pass per step
-        return obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
+        return _as_optimum(obj.partitioned.optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method))
+    own = getattr(obj, "optimize", None)  # an objective with its own optimiser (_marginal.py)
+    if own is not None:
+        return _as_optimum(own(priors=priors, jacobian=jacobian, opts=opts, method=method))
     notes = []
     if priors:
         drop, lam, center, learned = _l1_terms(obj)
@@ -300,8 +338,7 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
         out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, eps, args[0], args[1], jacobian=jacobian)
         return jax.tree_util.tree_map(np.asarray, out)
 
-    return res, h, post, (drop, lam, center), timer, notes, info
-
+    return Optimum(res, h, post, L1Terms(drop, lam, center), timer, notes, info)
 
 
 def _draw_starts(z0, k: int, seed: int) -> np.ndarray:
@@ -524,9 +561,9 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     if opts["stderr"] not in ("observed", "sandwich"):
         raise ValueError(f"fit(method={method!r}): stderr must be 'observed' or 'sandwich', got {opts['stderr']!r}")
 
-    res, h, post, (drop, lam, center), timer, notes, opt_info = optimize(
-        obj, priors=priors, jacobian=jacobian, opts=opts, method=method
-    )
+    opt = optimize(obj, priors=priors, jacobian=jacobian, opts=opts, method=method)
+    res, h, post, timer, notes, opt_info = opt.result, opt.hessian, opt.post, opt.timer, opt.notes, opt.info
+    drop, lam, center = opt.l1.names, opt.l1.lam, opt.l1.center
     warnings = [n for n in notes if not n.startswith("note: ")]
     notes = [n[len("note: "):] for n in notes if n.startswith("note: ")]
     z = res.z
@@ -584,8 +621,11 @@ def solve_point(obj: Objective, method: str, options: dict) -> SolverResult:
     inverse = inverse_hessian(obj, h) if h is not None else None
     if inverse is not None:
         # far out on the unconstrained scale but curved there (a noise scale of 1e-13 fitted to
-        # residuals at rounding level): a determined value, not a boundary
-        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2]]
+        # residuals at rounding level): a determined value, not a boundary. On the log scale the
+        # curvature at an interior optimum is about the number of observations that inform the
+        # value (2 N for a Gaussian scale); towards a boundary it vanishes with the value (e^z)
+        curved = {obj.labels[i] for i in range(obj.dim) if h[i, i] >= 0.5}
+        boundary = [lab for lab in boundary if lab in inverse[1] or lab in inverse[2] or lab not in curved]
     if boundary and kind_exist != "unbounded":
         warnings.append(Finding(
             BOUNDARY,

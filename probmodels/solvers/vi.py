@@ -196,8 +196,9 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     warnings, notes = [], []
     minibatch = None if opts["batch_size"] is None else _minibatch(obj, int(opts["batch_size"]))
     if minibatch is None:
-        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(obj, {"init": opts["init"]}, method)
-        z_start, h = res.z, (None if cov is None else np.linalg.inv(cov))
+        q = laplace_q(obj, {"init": opts["init"]}, method)
+        z_start, cov = q.result.z, q.cov
+        h = None if cov is None else np.linalg.inv(cov)
     else:
         # Large data: the start is the Laplace approximation on a random subset of n_sub
         # observations, its covariance shrunk by n_sub / N (the likelihood's curvature grows with
@@ -206,9 +207,9 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         keys, n_total, b = minibatch
         n_sub = min(n_total - 1, max(20 * b, 5000))
         idx = np.asarray(jax.random.randint(jax.random.PRNGKey(int(opts["seed"]) + 3), (n_sub,), 0, n_total))
-        res, cov, ok_laplace, lwarn, ltimer, _ = laplace_q(Objective(obj.model, obj.rows(idx, keys), init=opts["init"]), {"init": opts["init"]}, method)
-        z_start = res.z
-        cov = None if cov is None else cov * (n_sub / n_total)
+        q = laplace_q(Objective(obj.model, obj.rows(idx, keys), init=opts["init"]), {"init": opts["init"]}, method)
+        z_start = q.result.z
+        cov = None if q.cov is None else q.cov * (n_sub / n_total)
         h = None if cov is None else np.linalg.inv(cov)
         notes.append(f"minibatch VI: {b} of {n_total} observations per step (indices shared by {', '.join(keys)}), log-likelihood scaled by N/B = {n_total / b:g}")
         small = {k: (v[: min(b, n_total)] if k in keys else v) for k, v in obj.arrays.items()}
@@ -314,8 +315,8 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
     diagnostics = dict(
         converged=bool(plateau),
         warnings=warnings + (
-            [Finding(OTHER, f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales") for w in lwarn]
-            if not ok_laplace
+            [Finding(OTHER, f"the Laplace approximation VI starts from failed ({w.split(':')[0]}); VI started at the mode with unit scales") for w in q.warnings]
+            if not q.ok
             else []
         ),
         steps=done,
@@ -325,9 +326,9 @@ def solve_vi(obj: Objective, method: str, options: dict) -> SolverResult:
         pareto_k=pareto_k,
         notes=notes,
         batch_size=None if minibatch is None else minibatch[2],
-        compile_s=timer.compile_s + (ltimer.compile_s if ltimer else 0.0),
-        run_s=timer.run_s + (ltimer.run_s if ltimer else 0.0),
-        wall_s=timer.wall_s + (ltimer.wall_s if ltimer else 0.0),
+        compile_s=timer.compile_s + (q.timer.compile_s if q.timer else 0.0),
+        run_s=timer.run_s + (q.timer.run_s if q.timer else 0.0),
+        wall_s=timer.wall_s + (q.timer.wall_s if q.timer else 0.0),
     )
     return SolverResult(
         method=method,
