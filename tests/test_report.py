@@ -27,7 +27,7 @@ def run_cli(model, out):
 def linear(tmp_path_factory):
     out = tmp_path_factory.mktemp("linear")
     res = run_cli("linear_regression.py", out)
-    assert "[5/5] NUTS" in res.stderr and "done in" in res.stderr  # progress on the terminal
+    assert "] NUTS: fitting" in res.stderr and "done in" in res.stderr  # progress on the terminal
     return out
 
 
