@@ -5,8 +5,9 @@ Each cell is one fresh Python process with an empty persistent cache: *first* is
 (compile included), *warm* a second fit of the same program with another seed (nothing compiles).
 Accuracy: the largest ``|mean - NUTS mean| / NUTS sd`` and ``|sd / NUTS sd - 1|`` over every
 scalar parameter (the natural space), NUTS being 4 chains x (1000 warm-up + ``ref_draws``) draws.
-blackjax runs on the same unconstrained log density (probmodels' objective), 4 paths x ``draws``
-draws, L-BFGS ``maxiter=1000``, its PSIS weights (each draw weighted by its own path's density)
+blackjax runs on the same unconstrained log density (probmodels' objective), 4 paths x
+``draws`` / 4 draws (its ``num_samples``, also the ELBO draws at each iterate), its default L-BFGS
+settings (``maxiter=30``), compiled with probmodels' XLA options, its PSIS weights (each draw weighted by its own path's density)
 and importance resampling. pymc-extras' Pathfinder is not measured: PyMC is not installed in
 this environment.
 """
@@ -47,16 +48,21 @@ def _blackjax_fit(prog, data, seed, n_draws, paths=4):
     import blackjax.vi.multipathfinder as mpf
     import jax
 
+    from probmodels._config import jit
     from probmodels.solvers import Objective
 
     obj = Objective(prog, data)
     log_p = lambda z: obj.fns["log_joint"](z, obj.arrays, priors=True, jacobian=True)  # noqa: E731
 
-    @jax.jit
+    # compiled with probmodels' XLA options, as probmodels' own programs are (with XLA's defaults
+    # this program fails at run time here: "YNNPACK operation failed", jaxlib 0.10.2 on CPU)
+    @jit
     def run(key):
         k_init, k_fit, k_res = jax.random.split(key, 3)
         starts = obj.z0[None] + jax.random.uniform(k_init, (paths, obj.dim), minval=-2.0, maxval=2.0)
-        state, _ = mpf.multi_approximate(k_fit, log_p, starts, n_draws, maxiter=1000)
+        # blackjax's num_samples is both the ELBO draws at every L-BFGS iterate and each path's
+        # draws: n_draws / paths of them, with its default L-BFGS settings (maxiter=30)
+        state, _ = mpf.multi_approximate(k_fit, log_p, starts, n_draws // paths)
         lw, k = mpf.psis_weights(state)
         idx = jax.random.choice(k_res, lw.shape[0], (n_draws,), p=jax.numpy.exp(lw))
         return state.samples.reshape(-1, obj.dim)[idx], k
