@@ -34,7 +34,6 @@ __all__ = ["main"]
 
 
 def logistic(u, x=None):
-    import probmodels
     from probmodels import noise, observe, param
 
     b = param("b")
