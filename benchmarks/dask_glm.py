@@ -34,7 +34,6 @@ __all__ = ["main"]
 
 
 def logistic(u, x=None):
-    import probmodels
     from probmodels import noise, observe, param
 
     b = param("b")
@@ -92,7 +91,7 @@ def run(args):
 
     out = dict(rows=args.rows, cols=args.cols, chunk=args.chunk)
     store = args.store or tempfile.mkdtemp(prefix="probmodels-dask-glm-")
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="4GB", dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="4GB", dashboard_address=":0")
     client = Client(cluster)
     try:
         t = time.perf_counter()
