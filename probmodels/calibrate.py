@@ -8,9 +8,11 @@ true parameter falls (Talts, Betancourt, Simpson, Vehtari and Gelman, 2018):
 * point methods (mle, map): the Wald interval's "rank", ``u = Phi((theta - theta_hat) / se)``, is
   uniform when the Wald approximation is right.
 
-Fits are batched: NUTS and the Laplace approximation run ``jax.vmap``-ed over a batch of
-simulated data sets in one compiled call (NUTS: every chain of every data set at once), and the
-batches share the machine's cores. MLE, MAP and VI run one compiled fit after another (a
+Fits are batched by the solvers' own ``batched`` forms (the registry's), which apply the single
+fit's checks (one definition of "converged" per method): NUTS and the Laplace approximation run
+``jax.vmap``-ed over a batch of simulated data sets in one compiled call (NUTS: every chain of
+every data set at once), and the batches share the machine's cores. MLE, MAP, VI and Pathfinder
+run one compiled fit after another (a
 vmapped optimiser runs every data set for as many iterations as the slowest needs, and measured
 slower than consecutive compiled fits, 1.8 ms each for a small GLM). Batches can be
 spread over a cluster with any ``concurrent.futures.Executor``-like object (``submit`` returning

@@ -10,14 +10,14 @@ __all__ = ["main"]
 
 def main(argv=None) -> int:
     from .fit import METHODS
+    from .report import REPORT_METHODS
 
     parser = argparse.ArgumentParser(prog="probmodels", description="probmodels: every loss a likelihood, every regularizer a prior.")
     sub = parser.add_subparsers(dest="command")
     rp = sub.add_parser("report", help="fit a model file by every method and write an HTML/markdown report")
     rp.add_argument("model", nargs="?", default=None, help="a model-specification file (models/<name>.py); the built-in robust-regression example when omitted")
     rp.add_argument("--out", default="probmodels-report", help="output folder (default: probmodels-report)")
-    methods = ",".join(METHODS)
-    rp.add_argument("--methods", default=methods, help=f"comma-separated subset of {methods}")
+    rp.add_argument("--methods", default=",".join(REPORT_METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     rp.add_argument("--quick", action="store_true", help="short NUTS and VI runs (a preview)")
     rp.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     args = parser.parse_args(argv)

@@ -41,6 +41,8 @@ from .solvers import CATEGORIES, REGISTRY, category_of
 __all__ = ["report", "Report", "load_spec", "split"]
 
 LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the registry)
+#: the methods a report fits when none are named
+REPORT_METHODS = tuple(name for name, solver in REGISTRY.items() if solver.report_default)
 MIN_HELDOUT = 10
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
@@ -115,7 +117,7 @@ def _progress(msg: str, quiet: bool):
         print(msg, file=sys.stderr, flush=True)
 
 
-def report(model: str | None = None, out: str | None = None, methods=METHODS, *, quick: bool = False, quiet: bool = False) -> Report:
+def report(model: str | None = None, out: str | None = None, methods=REPORT_METHODS, *, quick: bool = False, quiet: bool = False) -> Report:
     """Fit a model-specification file by every method and set the answers side by side.
 
     Parameters
@@ -126,7 +128,8 @@ def report(model: str | None = None, out: str | None = None, methods=METHODS, *,
     out : str, optional
         A folder to write ``report.html``, ``report.md``, CSV tables, PNG figures and NetCDF fits.
     methods : sequence of str
-        Any of :data:`probmodels.METHODS` (all by default).
+        Any of :data:`probmodels.METHODS`; by default those the registry marks
+        ``report_default`` (all but ``pathfinder``).
     quick : bool
         Short runs of the methods that have a preview setting (NUTS, VI; the registry's
         ``quick``), for tests and previews, noted in the report.

@@ -6,7 +6,6 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-import pytest
 
 import probmodels
 from probmodels import noise, observe, param

@@ -63,6 +63,9 @@ class Solver(NamedTuple):
         set after another).
     quick : Mapping
         Options of a short preview run (``report(quick=True)``).
+    report_default : bool
+        Whether ``report`` and the CLI fit it when no methods are named (an established method;
+        a newer one is fitted when asked for, ``--methods ...,pathfinder``).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Solver(NamedTuple):
     solve: Callable
     batched: Callable | None = None
     quick: Mapping = {}
+    report_default: bool = True
 
 
 class SimFit(NamedTuple):

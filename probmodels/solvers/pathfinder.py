@@ -317,4 +317,7 @@ def _solve(obj: Objective, options: dict) -> SolverResult:
     return solve_pathfinder(obj, "pathfinder", options)
 
 
-SOLVER = Solver(name="pathfinder", label="Pathfinder", kind="approximation", defaults=PATHFINDER_DEFAULTS, solve=_solve)
+SOLVER = Solver(
+    name="pathfinder", label="Pathfinder", kind="approximation", defaults=PATHFINDER_DEFAULTS, solve=_solve,
+    report_default=False,
+)
