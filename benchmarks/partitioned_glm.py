@@ -1,7 +1,7 @@
 """Logistic regression on a zarr store larger than a worker's memory, on a Dask LocalCluster
 (issue 22): probmodels' MLE and MAP against dask-ml's LogisticRegression and statsmodels.
 
-Run: ``python benchmarks/dask_glm.py --rows 100_000_000`` (needs the ``dask`` and ``dev`` extras;
+Run: ``python benchmarks/partitioned_glm.py --rows 100_000_000`` (needs the ``dask`` and ``dev`` extras;
 dask-ml is optional). It writes ``rows x cols`` float32 inputs and 0/1 outcomes to a zarr store
 once (``--store``, removed at the end unless ``--keep``), starts a LocalCluster of 2
 single-threaded workers with a 4 GB memory limit each, and reports per method: wall time, passes
@@ -26,9 +26,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# this checkout's probmodels (for the workers too), and not this directory: this file's name
-# would shadow the dask_glm package that dask-ml imports
-sys.path[:] = [os.path.dirname(HERE)] + [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+# this checkout's probmodels (for the workers too) first
+sys.path.insert(0, os.path.dirname(HERE))
 
 __all__ = ["main"]
 
