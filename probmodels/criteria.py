@@ -38,7 +38,9 @@ def fit_criteria(fit: Fit) -> pd.Series:
         raise TypeError(f"criteria: expected a probmodels Fit, got {type(fit).__name__}")
     if fit.is_point:
         ll = float(fit.diagnostics["log_likelihood"])
-        k = int(sum(int(np.prod(s["zshape"], dtype=int)) for s in fit.parameter_sites))
+        # params only: a latent site is integrated out of the (marginal) likelihood, as lme4's
+        # AIC counts the variance components and not the random effects
+        k = int(sum(int(np.prod(s["zshape"], dtype=int)) for s in fit.parameter_sites if s["kind"] != "latent"))
         n = fit.n_obs
         aic = -2.0 * ll + 2.0 * k
         aicc = aic + 2.0 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else np.inf

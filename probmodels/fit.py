@@ -221,9 +221,13 @@ class Fit:
 
     @property
     def parameter_sites(self) -> list[dict]:
-        """One dict per latent site in trace order: ``name``, ``shape`` (natural), ``zshape``
-        (unconstrained: its size counts the free parameters), ``param``, ``flat`` (no prior)."""
-        return [{k: s[k] for k in ("name", "shape", "zshape", "param", "flat")} for s in self._result.objective.sites]
+        """One dict per unobserved site in trace order: ``name``, ``shape`` (natural), ``zshape``
+        (unconstrained: its size counts the free parameters), ``param``, ``flat`` (no prior),
+        ``kind`` (``"param"``, or ``"latent"`` for a ``latent`` site)."""
+        return [
+            {**{k: s[k] for k in ("name", "shape", "zshape", "param", "flat")}, "kind": s.get("kind", "param")}
+            for s in self._result.objective.sites
+        ]
 
     @property
     def point_cov(self) -> np.ndarray | None:

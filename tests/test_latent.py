@@ -60,6 +60,11 @@ def test_linear_mixed_model_is_exact_ml_of_mixedlm():
     np.testing.assert_allclose(fit.stderr["a"], np.sqrt(1.0 / (10 / s2 + 1 / t2)), rtol=1e-8)
     assert fit.diagnostics["latent"] == ["a"] and "diagonal" in fit.diagnostics["latent_hessian"]
     assert fit.latent == ("a",)
+    # AIC counts the params (b, tau, sigma: 4), not the 30 random intercepts, on the marginal
+    # log-likelihood (statsmodels' MixedLM llf)
+    crit = fit.criteria()
+    assert crit["k"] == 4
+    np.testing.assert_allclose(crit["aic"], -2 * ref.llf + 2 * 4, atol=1e-4)
     # the tables list the params first, then the latents
     assert fit.summary().index[:4].tolist() == ["b[0]", "b[1]", "tau", "sigma"]
     assert fit.summary().attrs["latent"][0] == "a[0]"
