@@ -1,20 +1,31 @@
 """Shared test helpers. Every test names its reference (closed form, statsmodels, scikit-learn,
 scipy) and the reason for its tolerance."""
 
-import os
+import gc
 
-# The test run compiles without JAX's persistent compilation cache (and so do the processes it
-# starts: notebook kernels, the report's CLI, dask workers inherit the environment). With the
-# cache on, the full suite twice ended in a crash (SIGSEGV/SIGABRT) inside JAX's deserialisation
-# of a cached executable (jax/_src/compilation_cache.py get_executable_and_time), at the same
-# point-fit test, on an idle machine and a fresh cache directory; the tests of the library's own
-# behaviour do not depend on the cache.
-os.environ.setdefault("PROBMODELS_CACHE_DIR", "off")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import probmodels  # noqa: F401  (float64 before any array)
 
-import probmodels  # noqa: E402, F401  (float64 before any array)
+import jax  # noqa: E402  (after probmodels, which configures it)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module. An XLA CPU executable maps 100-300
+    memory regions (about 275 per first MLE fit of a new program, measured); the suite compiles
+    thousands, and past the kernel's vm.max_map_count (65,530) XLA's next compile or cache read
+    crashes the process (SIGSEGV), which the full suite did at its ~400th test."""
+    yield
+    from probmodels import predict
+    from probmodels.solvers import _objective
+
+    _objective._CACHE.clear()
+    predict._CACHE.clear()
+    predict._PRIOR_CACHE.clear()
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
