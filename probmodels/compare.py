@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.scipy.special import logsumexp
+from scipy.special import logsumexp
 
 from .fit import HDI_PROB, Fit
 from .partitioned import is_partitioned
@@ -81,7 +80,7 @@ def compare(fits: dict, prob: float = HDI_PROB) -> pd.DataFrame:
     return df
 
 
-def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
+def log_predictive_density(fit: Fit, model=None, data: dict | None = None, *, rows=None) -> np.ndarray:
     """Per-observation log predictive density of new data under a fit.
 
     Point fits (mle, map) score the plug-in predictive ``log p(x_i | theta_hat)``; posterior fits
@@ -95,6 +94,10 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
         The program the fit solved.
     data : dict
         New data for the program (inputs and observations), e.g. a held-out part.
+    rows : array of int, optional
+        Instead of ``model`` and ``data``: score these rows of the fit's own data, e.g. those a
+        fit with ``weights`` held out (weight 0). Same numbers as scoring them as new data, with
+        the functions the fit already compiled.
 
     Returns
     -------
@@ -108,25 +111,49 @@ def log_predictive_density(fit: Fit, model, data: dict) -> np.ndarray:
         return partitioned_log_predictive_density(fit, model, data)
     if not fit.is_point and fit.draws is None:
         raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
-    flat = jnp.asarray(fit.pointwise_log_likelihood(data, model=model))
-    return np.asarray(logsumexp(flat, axis=0) - jnp.log(flat.shape[0]))
+    if rows is not None:
+        flat = fit.pointwise_log_likelihood()[:, _columns(fit, np.asarray(rows))]
+    else:
+        flat = fit.pointwise_log_likelihood(data, model=model)
+    # (numpy: JAX would compile a kernel per shape for a reduction this small)
+    return logsumexp(flat, axis=0) - np.log(flat.shape[0])
 
 
-def heldout(fits: dict, model, test: dict) -> pd.DataFrame:
-    """The held-out comparison: each fit's log predictive density on ``test``.
+def _columns(fit: Fit, rows: np.ndarray) -> np.ndarray:
+    """The columns of ``fit.pointwise_log_likelihood()`` that hold the observations of ``rows``
+    (indices along the first axis of every observed site), in the order a fit on those rows
+    would list them."""
+    cols, offset = [], 0
+    for name, x in fit.observed.items():
+        shape = np.shape(x)
+        if not shape or (rows.size and rows.max() >= shape[0]):
+            raise ValueError(f"log_predictive_density(rows=...): observe({name!r}) has no row {int(rows.max())}")
+        k = int(np.prod(shape[1:], dtype=int))
+        cols.append(offset + (rows[:, None] * k + np.arange(k)).ravel())
+        offset += int(np.prod(shape, dtype=int))
+    return np.concatenate(cols)
+
+
+def heldout(fits: dict, model, test: dict | None = None, *, rows=None) -> pd.DataFrame:
+    """The held-out comparison: each fit's log predictive density on ``test`` (a fit with
+    ``weights``: on ``rows`` of its own data, held out by weight 0; see
+    :func:`log_predictive_density`).
 
     Columns: ``predictive`` (plug-in or posterior), ``lpd`` (summed), ``lpd_per_obs``, ``se`` (the
     standard error of the summed lpd from the per-observation spread) and ``diff_vs_mle`` with its
     paired standard error, when an MLE is among the fits.
     """
-    rows, point = {}, {}
+    table, point = {}, {}
     for label, f in fits.items():
         if not f.is_point and f.draws is None:
             continue  # a posterior method that returned no draws (its warnings say why)
-        lpd = log_predictive_density(f, model, test)
+        if rows is not None and f.weights is not None:  # held out by weight 0
+            lpd = log_predictive_density(f, rows=rows)
+        else:
+            lpd = log_predictive_density(f, model, test)
         point[label] = lpd
         n = len(lpd)
-        rows[label] = {
+        table[label] = {
             "method": f.method,
             "predictive": "plug-in" if f.is_point else "posterior",
             "lpd": float(lpd.sum()),
@@ -135,10 +162,10 @@ def heldout(fits: dict, model, test: dict) -> pd.DataFrame:
         }
     mle = next((k for k, f in fits.items() if f.method == "mle"), None)
     if mle is not None:
-        for label in rows:
+        for label in table:
             d = point[label] - point[mle]
-            rows[label]["diff_vs_mle"] = float(d.sum())
-            rows[label]["diff_se"] = float(np.sqrt(len(d)) * d.std(ddof=1)) if len(d) > 1 else np.nan
-    df = pd.DataFrame(rows).T
+            table[label]["diff_vs_mle"] = float(d.sum())
+            table[label]["diff_se"] = float(np.sqrt(len(d)) * d.std(ddof=1)) if len(d) > 1 else np.nan
+    df = pd.DataFrame(table).T
     df.index.name = "fit"
     return df

@@ -41,7 +41,9 @@ def fit_criteria(fit: Fit) -> pd.Series:
         # params only: a latent site is integrated out of the (marginal) likelihood, as lme4's
         # AIC counts the variance components and not the random effects
         k = int(sum(int(np.prod(s["zshape"], dtype=int)) for s in fit.parameter_sites if s["kind"] != "latent"))
-        n = fit.n_obs
+        # frequency weights: a row of weight w counts as w observations
+        n = fit.n_obs if fit.weights is None else float(np.sum(fit.weights))
+        n = int(n) if float(n).is_integer() else n
         aic = -2.0 * ll + 2.0 * k
         aicc = aic + 2.0 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else np.inf
         out = dict(
@@ -50,6 +52,11 @@ def fit_criteria(fit: Fit) -> pd.Series:
         return pd.Series(out, name=fit.method, dtype=object)
     if fit.draws is None:
         raise ValueError(f"criteria: the {fit.method} fit has no draws (see its warnings), so no PSIS-LOO")
+    if fit.weights is not None and not np.all(fit.weights == 1.0):
+        raise ValueError(
+            f"criteria: the {fit.method} fit has frequency weights other than 1; PSIS-LOO here "
+            "leaves out one row, not one of its copies: fit the data with the rows repeated instead"
+        )
     idata = _pooled(fit.to_arviz(posterior_predictive=False))
     with warnings.catch_warnings():
         # ArviZ's own warnings (high Pareto k, WAIC's variance) are reported as the k counts

@@ -19,7 +19,9 @@ import pandas as pd
 
 from . import _io, _progress
 from .partitioned import is_partitioned
+from ._data import as_data
 from .solvers import REGISTRY, Objective, SolverResult
+from .solvers._objective import WEIGHTS, check_weights, weighted_program
 
 __all__ = ["fit", "Fit", "METHODS", "Site", "load"]
 
@@ -58,6 +60,11 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         takes ``coords={dim: labels}`` (labels for the dims of ``param(..., dims=...)``: tables
         show ``w[GPA]``, the InferenceData has the coordinates) and ``progress`` (True, False or
         None: on in a terminal or notebook) for NUTS's chains and VI's steps.
+        ``weights`` (one number >= 0 per row of the observation): frequency weights, as
+        statsmodels' ``freq_weights``: row ``i``'s log-likelihood counts ``w[i]`` times (the
+        priors once), so integer weights give the fit of the data with rows repeated and 0/1
+        weights the fit of a subset; a second fit with other weights of the same length
+        compiles nothing new. Not with minibatches or dask data; criteria count ``n = sum(w)``.
 
     Returns
     -------
@@ -87,6 +94,16 @@ def fit(model, data: dict, method: str, **options) -> "Fit":
         raise TypeError("fit: init must be a dict {parameter name: natural-space value}")
     coords = options.pop("coords", None)
     show = _progress.resolve(options.pop("progress", None))
+    weights = options.pop("weights", None)
+    if weights is not None:
+        if is_partitioned(data):
+            raise ValueError("fit(weights=...): not with partitioned (dask) data; repeat or drop the rows instead")
+        if options.get("batch_size") is not None:
+            raise ValueError("fit(weights=...): not with minibatches (batch_size); fit all the rows")
+        # the weights are a traced input of the program (one compiled program for every set of
+        # weights of that length: the report's held-out refits reuse the full-data executables)
+        model = weighted_program(model)
+        data = {**as_data(data, "fit(data)"), WEIGHTS: check_weights(weights)}
     if is_partitioned(data):  # dask arrays: the passes over the rows run on the cluster
         from .solvers._partitioned import partitioned_objective
 
@@ -201,13 +218,20 @@ class Fit:
     @property
     def model(self):
         """The program this fit solved."""
-        return self._result.objective.model
+        model = self._result.objective.model
+        return getattr(model, "probmodels_program", model)  # (a weighted fit's own program)
 
     @property
     def data(self) -> dict:
         """The program's keyword arguments as fitted: static values and the arrays (numpy)."""
         obj = self._result.objective
-        return {**obj.static, **{k: np.asarray(v) for k, v in obj.arrays.items()}}
+        return {**obj.static, **{k: np.asarray(v) for k, v in obj.arrays.items() if k != WEIGHTS}}
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The frequency weights of the rows (``fit(..., weights=w)``), or None."""
+        w = getattr(self._result.objective, "weights", None)
+        return None if w is None else np.array(w)
 
     @property
     def observed(self) -> dict:

@@ -38,7 +38,7 @@ from .compare import compare, heldout
 from .fit import METHODS, fit
 from .solvers import CATEGORIES, REGISTRY, category_of
 
-__all__ = ["report", "Report", "load_spec", "split"]
+__all__ = ["report", "Report", "load_spec", "split", "split_rows"]
 
 LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the registry)
 #: the methods a report fits when none are named
@@ -96,11 +96,7 @@ def split(data: dict, observed: str, test_fraction: float = 0.2, seed: int = 0):
     if observed not in data:
         raise ValueError(f"report: data() has no observation {observed!r}; set OBSERVED in the model file")
     n = len(np.asarray(data[observed]))
-    if n < MIN_HELDOUT:
-        raise ValueError(f"report: {n} observations are too few to hold any out (at least {MIN_HELDOUT})")
-    idx = np.random.default_rng(seed).permutation(n)
-    n_test = max(int(round(test_fraction * n)), 2)
-    test_idx, train_idx = np.sort(idx[:n_test]), np.sort(idx[n_test:])
+    train_idx, test_idx = split_rows(n, test_fraction, seed)
 
     def take(rows):
         out = {}
@@ -110,6 +106,15 @@ def split(data: dict, observed: str, test_fraction: float = 0.2, seed: int = 0):
         return out
 
     return take(train_idx), take(test_idx)
+
+
+def split_rows(n: int, test_fraction: float = 0.2, seed: int = 0):
+    """The rows :func:`split` puts in each part: ``(train, test)`` indices, sorted."""
+    if n < MIN_HELDOUT:
+        raise ValueError(f"report: {n} observations are too few to hold any out (at least {MIN_HELDOUT})")
+    idx = np.random.default_rng(seed).permutation(n)
+    n_test = max(int(round(test_fraction * n)), 2)
+    return np.sort(idx[n_test:]), np.sort(idx[:n_test])
 
 
 def _progress(msg: str, quiet: bool):
@@ -201,12 +206,20 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     from . import _report_workflow as workflow
 
     name = rep.name
+    n_obs = len(np.asarray(data[observed])) if observed in data else 0
+    # The held-out refits weight the held-out rows 0 (frequency weights, a traced input): the
+    # full-data fits carry weights 1 (the same numbers as no weights: x * 1.0 == x), so that a
+    # refit runs the executables its full-data fit compiled instead of tracing new shapes.
+    ones = np.ones(n_obs) if n_obs >= MIN_HELDOUT and _rows_lead(data, observed, n_obs) else None
+    weighted = {}
 
     # 1. every method on all the data
     for i, m in enumerate(methods, 1):
         _progress(f"[{i}/{len(methods)}] {LABELS[m]}: fitting {name} ...", quiet)
         t0 = time.perf_counter()
-        f = fit(program, data, m, **options.get(m, {}))
+        f = _weighted_fit(program, data, m, options.get(m, {}), ones)
+        weighted[m] = f is not None
+        f = f if f is not None else fit(program, data, m, **options.get(m, {}))
         rep.fits[LABELS[m]] = f
         rep.timings[LABELS[m]] = time.perf_counter() - t0
         d = f.diagnostics
@@ -227,13 +240,21 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
-    n_obs = len(np.asarray(data[observed])) if observed in data else 0
     t0 = time.perf_counter()
     if n_obs >= MIN_HELDOUT:
         _progress("held-out comparison: refitting on 80% of the data ...", quiet)
-        train, test = split(data, observed)
-        held = {LABELS[m]: fit(program, train, m, **options.get(m, {})) for m in methods}
-        rep.tables["heldout"] = heldout(held, program, test)
+        train_idx, test_idx = split_rows(n_obs)
+        mask = np.zeros(n_obs)
+        mask[train_idx] = 1.0
+        # (a method that takes no weights is refitted on the training rows, scored on the test rows)
+        train, test = split(data, observed) if not all(weighted.values()) else (None, None)
+        held = {
+            LABELS[m]: fit(program, data, m, weights=mask, **options.get(m, {}))
+            if weighted[m]
+            else fit(program, train, m, **options.get(m, {}))
+            for m in methods
+        }
+        rep.tables["heldout"] = heldout(held, program, test, rows=test_idx)
         rep.timings["held-out refits (80%)"] = time.perf_counter() - t0
     else:
         rep.notes.append(
@@ -267,6 +288,25 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     t0 = time.perf_counter()
     rep.figures.update(workflow.workflow_figures(rep, program, data, observed))
     rep.timings["predictive figures"] = time.perf_counter() - t0
+
+
+def _rows_lead(data: dict, observed: str, n: int) -> bool:
+    """Whether the observation's rows are the first axis of its array (what weights index)."""
+    return np.ndim(data[observed]) >= 1 and np.shape(data[observed])[0] == n
+
+
+def _weighted_fit(program, data, method, options, weights):
+    """``fit`` with frequency ``weights``, or None where there are none or the fit takes none
+    (minibatch VI, an observation whose rows are not its first axis: the refit is then made on
+    the training rows)."""
+    if weights is None or options.get("batch_size") is not None:
+        return None
+    try:
+        return fit(program, data, method, weights=weights, **options)
+    except ValueError as err:
+        if "weights" not in str(err):
+            raise
+        return None
 
 
 def _truth(truth: dict, label: str, labels: list | None = None):

@@ -68,7 +68,9 @@ def _parts(obj: Objective, info: dict):
                 continue
             base = _base(site["fn"])
             # a plain Normal: no mask, no numpyro.handlers.scale, no other density
-            if type(base) is not dist.Normal or site.get("scale") is not None:
+            # (frequency weights, all 1 where this path is taken: see Objective)
+            scaled = site.get("scale") is not None and not site["infer"].get("probmodels_weights")
+            if type(base) is not dist.Normal or scaled:
                 ok = False
                 continue
             shape = jnp.shape(site["value"])

@@ -501,6 +501,7 @@ class MarginalObjective(Objective):
         idx, colors, component, kind = latent_structure(obj)
         self.joint, self.structure = obj, kind
         self.model, self.name, self.static = obj.model, obj.name, obj.static
+        self.weights = obj.weights
         self.arrays = {
             **obj.arrays,
             _START: jax.device_put(np.asarray(obj.z0)[L]),

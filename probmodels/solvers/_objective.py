@@ -20,7 +20,9 @@ support that depends on another parameter (``interval(0, 1 - alpha)``) moves wit
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
+import weakref
 from functools import partial
 
 import jax
@@ -40,7 +42,7 @@ from .._data import as_data, first_index
 from ..noise import LaplaceNoise
 from ..program import _MARK, LATENT, OBSERVE, PARAM, support_text
 
-__all__ = ["Objective", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
+__all__ = ["Objective", "WEIGHTS", "weighted_program", "check_weights", "weighted_sum", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
 
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 128
@@ -405,11 +407,20 @@ class Objective:
     # whether the objective is the program's own sum of squared residuals where the noise is
     # Gaussian (the least-squares path, _lsq.py); not a marginal view or partitioned rows
     least_squares_capable = True
+    weights = None  # frequency weights per row (fit(..., weights=w)), or None
 
     def __init__(self, model, data, init=None):
         self.model = model
         self.name = getattr(model, "__name__", repr(model))
         self.static, self.arrays = _split_data(model, data)
+        # frequency weights (fit(..., weights=w)): a traced input of the weighted program
+        weighted = getattr(model, "probmodels_program", None) is not None and WEIGHTS in self.arrays
+        self.weights = np.asarray(self.arrays[WEIGHTS]) if weighted else None
+        # the least-squares path solves the unweighted problem: with weights all 1 that is the
+        # weighted one too
+        self.least_squares_capable = type(self).least_squares_capable and (
+            self.weights is None or bool(np.all(self.weights == 1.0))
+        )
         init = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in dict(init or {}).items()}
 
         # The prototype trace: one compiled call per program, static data, init names and data
@@ -536,6 +547,9 @@ class Objective:
     def score_outer(self, z):
         """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
         scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
+        if self.weights is not None:  # a row of weight w is w rows: sum_i w_i s_i s_i^T
+            w = self.weights
+            scores = scores * np.sqrt(np.repeat(w, scores.shape[0] // w.size) if scores.shape[0] % w.size == 0 else w)[:, None]
         return scores.T @ scores
 
     def site_labels(self, name, shape):
@@ -680,6 +694,94 @@ class _DictUnravel:
 
     def __call__(self, z_flat):
         return dict(zip(self.names, self._unravel(z_flat)))
+
+
+# ---------------------------------------------------------------------------------------------
+# frequency weights: fit(..., weights=w)
+
+#: the keyword a weighted program takes its per-row weights by (a traced array input, so that a
+#: fit with other weights of the same shape reuses every compiled function)
+WEIGHTS = "_weights"
+_WEIGHTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class _Weighted(Messenger):
+    """Frequency weights: the log-likelihood of row ``i`` of every observation site counts
+    ``w[i]`` times (numpyro's ``scale``; the priors are not weighted). ``w = 1`` everywhere is the
+    unweighted fit exactly (``x * 1.0 == x``); ``w`` in {0, 1} a fit on the rows with ``w = 1``."""
+
+    def __init__(self, fn=None, weights=None):
+        self.weights = weights
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or not msg["is_observed"] or msg["name"].startswith("_"):
+            return
+        if isinstance(msg["fn"], dist.Unit):  # numpyro.factor: not an observation
+            return
+        w, batch = self.weights, msg["fn"].batch_shape
+        if not batch or batch[0] != w.shape[0]:
+            raise ValueError(
+                f"fit(weights=...): {w.shape[0]} weights, but observe({msg['name']!r}) has batch "
+                f"shape {tuple(batch)}; give one weight per row of the observation (its first axis)"
+            )
+        w = jnp.reshape(w, w.shape + (1,) * (len(batch) - 1))
+        if msg["scale"] is None:
+            msg["infer"] = {**msg.get("infer", {}), "probmodels_weights": True}
+        msg["scale"] = w if msg["scale"] is None else w * msg["scale"]
+
+
+def weighted_program(model):
+    """``model`` taking frequency weights by the keyword ``_weights`` (None: unweighted), one
+    wrapper per program so that compiled functions keyed by the program are shared."""
+    try:
+        return _WEIGHTED[model]
+    except (KeyError, TypeError):
+        pass
+
+    @functools.wraps(model)
+    def program(*args, _weights=None, **kwargs):
+        if _weights is None:
+            return model(*args, **kwargs)
+        with _Weighted(weights=_weights):
+            return model(*args, **kwargs)
+
+    params = list(inspect.signature(model).parameters.values())
+    var_kw = [p for p in params if p.kind is p.VAR_KEYWORD]
+    rest = [p for p in params if p.kind is not p.VAR_KEYWORD]
+    extra = inspect.Parameter(WEIGHTS, inspect.Parameter.KEYWORD_ONLY, default=None)
+    program.__signature__ = inspect.Signature(rest + [extra] + var_kw)
+    program.probmodels_program = model
+    try:
+        _WEIGHTED[model] = program
+    except TypeError:  # not weak-referenceable: a wrapper per fit (compiled anew)
+        pass
+    return program
+
+
+def weighted_sum(pointwise: dict, weights=None):
+    """The log-likelihood: the sum of the per-observation values ``pointwise`` (site -> array
+    whose first axis is the rows), each row counted ``weights[i]`` times when weights are given."""
+    if weights is None:
+        return sum(jnp.sum(v) for v in pointwise.values())
+    return sum(jnp.sum(jnp.reshape(weights, weights.shape + (1,) * (jnp.ndim(v) - 1)) * v) for v in pointwise.values())
+
+
+def check_weights(weights, where="fit") -> np.ndarray:
+    """``weights`` as a float64 vector, or a ``ValueError`` that names the problem."""
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}(weights=...): weights must be an array of numbers, one per row") from None
+    if w.ndim != 1:
+        raise ValueError(f"{where}(weights=...): weights must be one-dimensional (one per row of the observation), got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{where}(weights=...): {int(np.sum(~np.isfinite(w)))} weights are NaN or inf (first at index {first_index(~np.isfinite(w))})")
+    if np.any(w < 0):
+        raise ValueError(f"{where}(weights=...): {int(np.sum(w < 0))} weights are negative (first at index {first_index(w < 0)}); frequency weights are >= 0")
+    if not np.any(w > 0):
+        raise ValueError(f"{where}(weights=...): every weight is 0; at least one row must count")
+    return w
 
 
 class _ScaleObserved(Messenger):

@@ -38,7 +38,7 @@ from ._common import (
     split_flat,
 )
 from . import _lsq
-from ._objective import Objective, _base, _is_real
+from ._objective import WEIGHTS, Objective, _base, _is_real, weighted_sum
 from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
 from .base import BOUNDARY, CONVERGENCE, EXISTENCE, IDENTIFICATION, OTHER, SEPARATION, Finding, Solver
 
@@ -190,7 +190,7 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
                 probe=jnp.stack([objective(z + step * d), objective(z + 10.0 * step * d)]),
                 natural=fns["natural"](z, arrays),
                 jacobian=fns["natural_jacobian"](z, arrays) if jacobian else None,
-                log_likelihood=sum(jnp.sum(v) for v in fns["pointwise"](z, arrays).values()),
+                log_likelihood=weighted_sum(fns["pointwise"](z, arrays), arrays.get(WEIGHTS)),
             )
 
         run_jit = jit(run)
