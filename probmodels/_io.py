@@ -169,7 +169,9 @@ def _state_without_draws(fit) -> dict:
     import arviz as az
 
     st = state_light(fit)
-    full = fit.to_arviz(log_likelihood=False)
+    # its attributes and observed data only: any InferenceData the fit already made has them
+    made = [v for k, v in fit._cache.items() if isinstance(k, tuple) and k[0] == "idata"]
+    full = made[0] if made else fit.to_arviz(log_likelihood=False, posterior_predictive=False)
     posterior = {k: np.asarray(v)[None, None] for k, v in fit.estimate.items()}
     obj = fit._result.objective
     dims = {s["name"]: list(s["dims"]) for s in obj.sites if s.get("dims")}

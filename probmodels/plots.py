@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._config import jit
 from .noise import Additive, NoiseModel
 
 __all__ = ["plot_penalty_geometry"]
@@ -59,12 +60,10 @@ def plot_penalty_geometry(noise_models, residual=None, ax=None):
         fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     else:
         fig = ax[0].figure
-    for label, m in noise_models.items():
-        nll = lambda t, m=m: m.nll(t, 0.0)  # noqa: E731
-        value = np.asarray(jax.vmap(nll)(jnp.asarray(r))) - float(nll(0.0))
-        influence = np.asarray(jax.vmap(jax.grad(nll))(jnp.asarray(r)))
-        ax[0].plot(r, value, label=label, lw=2)
-        ax[1].plot(r, influence, label=label, lw=2)
+    curves = _curves(list(noise_models.values()))(jnp.asarray(r))
+    for label, (value, influence) in zip(noise_models, curves):
+        ax[0].plot(r, np.asarray(value), label=label, lw=2)
+        ax[1].plot(r, np.asarray(influence), label=label, lw=2)
     ax[0].set(xlabel="residual r = x - x_hat", ylabel="nll(r) - nll(0)", title="penalty: negative log-likelihood")
     ax[1].set(xlabel="residual r = x - x_hat", ylabel="d nll / d r", title="influence of one observation")
     top = max(line.get_ydata()[np.abs(r) <= 3].max() for line in ax[0].lines)
@@ -76,3 +75,17 @@ def plot_penalty_geometry(noise_models, residual=None, ax=None):
     ax[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _curves(models):
+    """One compiled function of the residual grid: per noise model, ``nll(r) - nll(0)`` and
+    ``d nll / d r`` (evaluated op by op, the same curves cost a compile of every small kernel)."""
+
+    def curves(r):
+        out = []
+        for m in models:
+            nll = lambda t, m=m: m.nll(t, 0.0)  # noqa: E731
+            out.append((jax.vmap(nll)(r) - nll(0.0), jax.vmap(jax.grad(nll))(r)))
+        return out
+
+    return jit(curves)

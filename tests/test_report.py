@@ -189,3 +189,71 @@ def test_bad_model_file(tmp_path):
         report(str(tmp_path / "missing.py"), quiet=True)
     with pytest.raises(ValueError, match="unknown method"):
         report(None, methods=["mcmc"], quiet=True)
+
+
+SMALL = '''
+"""A line with Student-t noise."""
+import numpy as np
+import numpyro.distributions as dist
+from probmodels import noise, observe, param
+
+def program(u, x=None):
+    slope = param("slope", dist.Normal(0.0, 10.0))
+    intercept = param("intercept", dist.Normal(0.0, 10.0))
+    scale = param("scale", dist.HalfNormal(5.0))
+    return observe("x", intercept + slope * u + noise.StudentT(df=4.0, scale=scale), obs=x)
+
+def data():
+    rng = np.random.default_rng(0)
+    u = np.linspace(-2, 2, 30)
+    return {"u": u, "x": 1.0 + 0.5 * u + rng.standard_t(4, size=30)}
+'''
+
+
+def test_report_compiles_nothing_twice(tmp_path, monkeypatch):
+    """Every program a report runs is compiled (or read from the persistent cache) once, and the
+    held-out refits (weights 0 on the held-out rows) compile nothing: they run the full-data fits'
+    executables. Counted by JAX's own compilation-cache keys (a hash of the lowered program and
+    the compile options), which JAX logs for every compile it looks up."""
+    import collections
+    import importlib
+    import logging
+
+    from probmodels import _config
+
+    report_module = importlib.import_module("probmodels.report")  # (the module, not the function)
+
+    if _config.cache_dir is None:
+        pytest.skip("JAX's persistent compilation cache is off (PROBMODELS_CACHE_DIR=off): no cache keys to count")
+    keys = []
+
+    class Keys(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if " with key " in msg and ("cache hit" in msg or "CACHE MISS" in msg):
+                keys.append((msg.split("'")[1], msg.rsplit(" with key ", 1)[1]))
+
+    marks = {}
+    for name in ("compare", "heldout"):  # called after the full-data fits and after the refits
+        original = getattr(report_module, name)
+
+        def marked(*args, _name=name, _original=original, **kwargs):
+            marks.setdefault(_name, len(keys))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(report_module, name, marked)
+    logger = logging.getLogger("jax._src.compiler")
+    handler, level = Keys(level=logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        path = tmp_path / "line.py"
+        path.write_text(SMALL)
+        rep = report(str(path), quick=True, quiet=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert "heldout" in rep.tables and len(keys) > 10  # the report ran and its compiles were seen
+    repeated = [name for (name, key), n in collections.Counter(keys).items() if n > 1]
+    assert not repeated, f"compiled more than once: {repeated}"
+    assert marks["heldout"] == marks["compare"], keys[marks["compare"] : marks["heldout"]]
