@@ -138,9 +138,15 @@ def _ppc(program, data, observed, post, label, n=200):
     draws = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in post.draws.items() if k in post.estimate}
     total = len(next(iter(draws.values())))
     idx = np.linspace(0, total - 1, min(n, total)).astype(int)
-    draws = {k: v[idx] for k, v in draws.items()}
-    sim = Predictive(program, posterior_samples=draws, return_sites=[observed])(jax.random.PRNGKey(0), **{**data, observed: None})
-    pp = np.asarray(sim[observed])[None]
+    made = post.to_arviz()  # made for the fit's file anyway
+    if "posterior_predictive" in made.groups() and observed in made.posterior_predictive:
+        # the fit's own replicates (one per draw, the program's Predictive), at the same draws
+        rep = np.asarray(made.posterior_predictive[observed])
+        pp = rep.reshape((-1,) + rep.shape[2:])[idx][None]
+    else:
+        draws = {k: v[idx] for k, v in draws.items()}
+        sim = Predictive(program, posterior_samples=draws, return_sites=[observed])(jax.random.PRNGKey(0), **{**data, observed: None})
+        pp = np.asarray(sim[observed])[None]
     obs = np.asarray(data[observed])
     if np.issubdtype(pp.dtype, np.integer) and np.all(obs == np.round(obs)):
         obs = obs.astype(pp.dtype)  # whole-number float labels: bin them as the integer draws are

@@ -342,7 +342,10 @@ def _loo(program, alternatives, data, rep, options, quiet):
             alt_fits[label] = f
             for w in f.diagnostics["warnings"]:
                 notes.append(f"{label}: {w}")
-        idatas[label] = f.to_arviz()
+            # LOO needs the log-likelihood alone: no replicates of an alternative's observations
+            idatas[label] = f.to_arviz(posterior_predictive=False)
+        else:  # the report's own fit: its full InferenceData serves the figures and its file too
+            idatas[label] = f.to_arviz()
     table = az.compare(idatas, ic="loo")
     ks = {}
     for label, idata in idatas.items():
