@@ -527,6 +527,8 @@ def _separation(obj, z):
     for name, v in ll.items():
         if obj.discrete[name]:
             v = np.asarray(v[0])
+            if obj.weights is not None and v.ndim and v.shape[0] == obj.weights.size:
+                v = v[obj.weights > 0]  # a row of weight 0 is not in the fit
             counts.append((name, int(np.sum(v > -1e-6)), v.size))
     return counts
 
