@@ -65,6 +65,11 @@ def sensitivity(fit: Fit, delta: float = 0.01) -> pd.DataFrame:
         )
     if fit.draws is None:
         raise ValueError(f"sensitivity: the {fit.method} fit has no draws (see its warnings)")
+    if fit.weights is not None and not np.all(fit.weights == 1.0):
+        raise ValueError(
+            f"sensitivity: the {fit.method} fit has frequency weights other than 1, and the "
+            "likelihood power-scaled here is the unweighted one; fit the data with the rows repeated"
+        )
     idata = _for_psens(fit)
     names = [s["name"] for s in fit.parameter_sites]
     with warnings.catch_warnings():

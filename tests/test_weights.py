@@ -108,3 +108,5 @@ def test_weights_refused_where_they_would_be_wrong(line_data):
     post = probmodels.fit(robust_line, data, "laplace", weights=w)
     with pytest.raises(ValueError, match="repeated"):
         post.criteria()
+    with pytest.raises(ValueError, match="repeated"):
+        probmodels.sensitivity(post)
