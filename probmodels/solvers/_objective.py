@@ -286,7 +286,10 @@ def _prototype(model, static, init_names):
             used=set(tracer.used),
             latent_names=[k for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]],
         )
-        return z0, observed, checks
+        # the log density at the start (finite, or the fit stops with an error that names the
+        # site), in this compiled call rather than one of its own
+        lp = _log_joint(model, static, dict, None, z0, arrays, priors=True, jacobian=True)
+        return z0, observed, checks, lp
 
     return jit(run), info
 
@@ -433,7 +436,7 @@ class Objective:
             while len(_PROTOTYPES) > _CACHE_SIZE:
                 _PROTOTYPES.popitem(last=False)
         run, info = _PROTOTYPES[pkey]
-        z0, observed, checks = run(self.arrays, init)
+        z0, observed, checks, lp = run(self.arrays, init)
         unused = set(init) - info["used"]
         if unused:
             raise ValueError(
@@ -468,8 +471,8 @@ class Objective:
         self.key = (model, _static_key(self.static), layout)
         self.fns = _functions(self.key, model, self.static, self._unravel, names)
 
-        # A finite log density at the start, or an error that names the site.
-        lp = self.fns["log_joint"](self.z0, self.arrays, priors=True, jacobian=True)
+        # A finite log density at the start (from the prototype trace), or an error that names
+        # the site.
         if not np.isfinite(np.asarray(lp)):
             raise ValueError(self._explain_nonfinite(self.z0) + "; give init={...} where it is finite")
 
@@ -804,7 +807,8 @@ def _log_joint(
     ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
     ``laplace_noise="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
     surrogate; ``obs_scale`` scales the log-likelihood (minibatches)."""
-    _TRACES[key] += 1  # runs only when JAX traces this function
+    if key is not None:  # (None: the prototype trace's own check)
+        _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
     m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
     if not priors:
