@@ -210,7 +210,7 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     # The held-out refits weight the held-out rows 0 (frequency weights, a traced input): the
     # full-data fits carry weights 1 (the same numbers as no weights: x * 1.0 == x), so that a
     # refit runs the executables its full-data fit compiled instead of tracing new shapes.
-    ones = np.ones(n_obs) if n_obs >= MIN_HELDOUT and _rows_lead(data, observed, n_obs) else None
+    ones = np.ones(n_obs) if n_obs >= MIN_HELDOUT else None
     weighted = {}
 
     # 1. every method on all the data
@@ -290,15 +290,10 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     rep.timings["predictive figures"] = time.perf_counter() - t0
 
 
-def _rows_lead(data: dict, observed: str, n: int) -> bool:
-    """Whether the observation's rows are the first axis of its array (what weights index)."""
-    return np.ndim(data[observed]) >= 1 and np.shape(data[observed])[0] == n
-
-
 def _weighted_fit(program, data, method, options, weights):
     """``fit`` with frequency ``weights``, or None where there are none or the fit takes none
-    (minibatch VI, an observation whose rows are not its first axis: the refit is then made on
-    the training rows)."""
+    (minibatch VI, another observation site whose first axis is not the rows): that method's
+    refit is then made on the training rows."""
     if weights is None or options.get("batch_size") is not None:
         return None
     try:
