@@ -391,6 +391,16 @@ def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) 
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"{where}: seed must be an integer, got {seed!r}")
     static, arrays = _inputs(fit, data, where)
+    try:
+        return _predict(fit, static, arrays, draws, seed, parameter_uncertainty, where)
+    except (TypeError, ValueError) as e:
+        mismatch = _shape_mismatch(fit, arrays, where)
+        if mismatch:
+            raise ValueError(f"{mismatch} (the program failed on them: {e})") from e
+        raise
+
+
+def _predict(fit, static, arrays, draws, seed, parameter_uncertainty, where):
     fns = _fit_functions(fit, static)
     names = [s["name"] for s in fit.parameter_sites]
     seed_arr = np.uint32(seed)
@@ -423,8 +433,28 @@ def _inputs(fit, data, where):
     if data is None:
         data = fit.data
     elif not isinstance(data, dict):
-        raise TypeError(f"{where}: data must be a dict of the program's keyword arguments (the new inputs)")
-    return split_data(fit.model, data)
+        example = ", ".join(f"{k!r}: ..." for k in fit.data if k not in fit.observed)
+        raise TypeError(
+            f"{where}: data must be a dict of the program's keyword arguments (the new inputs), "
+            f"e.g. {{{example}}}; got {type(data).__name__}"
+        )
+    return split_data(fit.model, data, where)
+
+
+def _shape_mismatch(fit, arrays, where):
+    """The new array inputs whose shape differs from the fitted one's beyond the first (row)
+    axis, in words; "" when every one matches."""
+    bad = []
+    for k, v in arrays.items():
+        old = fit.data.get(k)
+        if old is None or not hasattr(old, "shape"):
+            continue
+        new_shape, old_shape = tuple(np.shape(v)), tuple(np.shape(old))
+        if len(new_shape) != len(old_shape) or new_shape[1:] != old_shape[1:]:
+            bad.append(f"data[{k!r}] has shape {new_shape}, the fitted data[{k!r}] had {old_shape}")
+    if not bad:
+        return ""
+    return f"{where}: " + "; ".join(bad) + "; new inputs must match the fitted ones in every axis but the first (rows)"
 
 
 def _wald(fit, fns, names, arrays, where):

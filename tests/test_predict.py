@@ -288,3 +288,16 @@ def test_counted_quantiles_equal_numpy():
     for x in arrays:
         for probs in ([0.05, 0.95], [0.0, 1.0], [0.5], [0.25, 1 / 3, 0.999]):
             np.testing.assert_array_equal(quantiles(x, probs), np.quantile(x, probs, axis=0))
+
+
+def test_predict_names_wrong_inputs(line_data):
+    fit = probmodels.fit(line, line_data, "mle")
+    with pytest.raises(TypeError, match=r"predict\(mle\): data must be a dict .*e\.g\. \{'u': \.\.\.\}; got ndarray"):
+        fit.predict(np.zeros(3))
+    with pytest.raises(ValueError, match=r"predict\(mle\): data\['u'\] has 1 non-finite"):
+        fit.predict({"u": np.array([0.0, np.nan])})
+    with pytest.raises(ValueError, match=r"predict\(mle\): data has key\(s\) \['v'\]"):
+        fit.predict({"v": np.zeros(3)})
+    glm = probmodels.fit(poisson_glm, {"u": np.eye(3)[[0, 1, 2, 0, 1, 2]] + 0.1, "x": np.array([1.0, 2, 3, 2, 1, 4])}, "mle")
+    with pytest.raises(ValueError, match=r"data\['u'\] has shape \(4, 2\), the fitted data\['u'\] had \(6, 3\); new inputs must match"):
+        glm.predict({"u": np.ones((4, 2))})
