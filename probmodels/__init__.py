@@ -19,6 +19,7 @@ with _warnings.catch_warnings():
     import arviz as _arviz  # noqa: F401
 
 from . import noise, plots, priors
+from ._config import clear_compiled
 from .calibrate import calibrate
 from .compare import compare
 from .criteria import criteria
@@ -29,5 +30,5 @@ from .report import report
 from .sensitivity import sensitivity
 
 __all__ = ["param", "latent", "observe", "noise", "priors", "plots", "fit", "Fit", "METHODS", "load", "compare", "report",
-           "calibrate", "Prediction", "prior_predictive", "criteria", "sensitivity"]
+           "calibrate", "Prediction", "prior_predictive", "criteria", "sensitivity", "clear_compiled"]
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ import warnings
 
 import jax
 
-__all__ = ["cache_dir", "compile_seconds", "cpu_devices", "jit"]
+__all__ = ["cache_dir", "clear_compiled", "compile_seconds", "cpu_devices", "jit"]
 
 
 def _backends_initialised() -> bool:
@@ -109,6 +109,31 @@ def compile_seconds() -> tuple[float, int]:
     """Seconds spent tracing + lowering + compiling on this thread so far, and the number of
     backend compiles (a persistent-cache hit still counts as tracing and lowering)."""
     return getattr(_local, "seconds", 0.0), getattr(_local, "compiles", 0)
+
+
+def clear_compiled() -> int:
+    """Drop every program probmodels has compiled in this process (the solvers' and the
+    predictive functions, and JAX's in-memory caches); returns how many programs were dropped.
+
+    Each compiled program stays in memory so that a second fit of the same program and shapes
+    compiles nothing (the 128 most recent programs, 64 for predictions). An XLA CPU executable
+    maps 100-300 memory regions, and a process past the kernel's ``vm.max_map_count`` (65,530 by
+    default) crashes at its next compile: a long session that fits hundreds of new programs
+    (closures built in a loop) calls this now and then. The persistent cache on disk is kept,
+    so a dropped program comes back at the cost of tracing it again.
+    """
+    import gc
+
+    from . import predict
+    from .solvers import _objective
+
+    n = len(_objective._CACHE) + len(predict._CACHE) + len(predict._PRIOR_CACHE)
+    _objective._CACHE.clear()
+    predict._CACHE.clear()
+    predict._PRIOR_CACHE.clear()
+    jax.clear_caches()
+    gc.collect()
+    return n
 
 
 # XLA CPU options (debug options, passed per program as compiler_options). Measured on the

@@ -3,8 +3,11 @@
 Every function here runs the unchanged program under numpyro's handlers: ``substitute`` puts a
 draw of the parameters (natural space) in place, a handler turns the observation sites into
 simulations (``obs`` dropped), ``seed`` feeds the noise, and ``vmap`` runs all draws in one
-compiled call. The compiled functions are kept per program and static data, so a second call
-with inputs of the same shapes compiles nothing (:func:`trace_count` counts the traces).
+compiled call. The noise is drawn with XLA's RngBitGenerator keys (``"rbg"``), 2-4 times
+faster on CPU than threefry; a program with a noise model that JAX samples only from threefry
+keys (Poisson) uses threefry. The same seed gives the same draws. The compiled functions are
+kept per program and static data, so a second call with inputs of the same shapes compiles
+nothing (:func:`trace_count` counts the traces).
 
 The ``location`` of an observation is its noise model's predictor at each draw,
 ``noise.inverse_link(x_hat)``: the mean function for additive noise, the probability for
@@ -39,6 +42,7 @@ __all__ = [
     "constant_data",
     "trace_count",
     "PLUG_IN_DRAWS",
+    "quantiles",
 ]
 
 PLUG_IN_DRAWS = 4000  # a point fit's predictive draws when none are asked for (laplace's default)
@@ -46,6 +50,10 @@ _TRACES: collections.Counter = collections.Counter()
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 64
 _REPLICATED = "_probmodels_replicated"
+# The noise is drawn from XLA's RngBitGenerator ("rbg": 2-4x faster than threefry on CPU, where
+# generating 4e7 numbers dominates a prediction); a program whose noise model JAX samples only
+# with threefry keys (``jax.random.poisson``) falls back to threefry once, at its first trace.
+_FAST_RNG, _SAFE_RNG = "rbg", "threefry2x32"
 
 
 def trace_count(model=None) -> int:
@@ -116,15 +124,15 @@ def _functions(model, static, names, shapes):
         order[:] = list(tr)
         return {k: s["value"] for k, s in tr.items()}, {k: _location(s) for k, s in tr.items()}
 
-    def per_draw(values, seed, arrays):
+    def per_draw(values, seed, arrays, impl):
         _TRACES[key] += 1  # runs only when JAX traces this function
         n = jax.tree_util.tree_leaves(values)[0].shape[0]
-        keys = jax.random.split(jax.random.PRNGKey(seed), n)
+        keys = jax.random.split(jax.random.key(seed, impl=impl), n)
         return jax.vmap(one, in_axes=(0, 0, None))(values, keys, arrays)
 
-    def shared(values, seed, arrays, n):
+    def shared(values, seed, arrays, n, impl):
         _TRACES[key] += 1
-        keys = jax.random.split(jax.random.PRNGKey(seed), n)
+        keys = jax.random.split(jax.random.key(seed, impl=impl), n)
         x, loc = jax.vmap(one, in_axes=(None, 0, None))(values, keys, arrays)
         return x, {k: v[0] for k, v in loc.items()}  # the location is the same at every draw
 
@@ -171,16 +179,29 @@ def _functions(model, static, names, shapes):
         return jax.lax.map(one_lp, values, batch_size=256)
 
     fns = dict(
-        per_draw=jit(per_draw),
-        shared=jit(shared, static_argnames=("n",)),
+        per_draw=jit(per_draw, static_argnames=("impl",)),
+        shared=jit(shared, static_argnames=("n", "impl")),
         delta=jit(delta),
         log_prior=jit(log_terms),
         order=order,
+        impl=_FAST_RNG,
     )
     _CACHE[key] = fns
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return fns
+
+
+def _simulate(fns, which, *args, **kwargs):
+    """Call the predictive function ``which`` ("per_draw" or "shared") on the program's random
+    number generator: the fast one unless its noise model needs threefry (then, once, threefry)."""
+    try:
+        return fns[which](*args, impl=fns["impl"], **kwargs)
+    except NotImplementedError:  # raised while tracing: nothing ran
+        if fns["impl"] == _SAFE_RNG:
+            raise
+        fns["impl"] = _SAFE_RNG
+        return fns[which](*args, impl=_SAFE_RNG, **kwargs)
 
 
 def _fit_functions(fit, static):
@@ -297,7 +318,7 @@ class Prediction:
         x = np.asarray(self._draws[site])
         x = x.reshape((-1,) + x.shape[2:])
         loc = np.asarray(self._location[site])
-        obs_lo, obs_hi = np.quantile(x, [a, 1 - a], axis=0)
+        obs_lo, obs_hi = quantiles(x, [a, 1 - a])
         if self.kind == "posterior":
             loc = loc.reshape((-1,) + loc.shape[2:])
             mean, sd = loc.mean(axis=0), loc.std(axis=0, ddof=1)
@@ -330,12 +351,56 @@ class Prediction:
         )
 
 
+_COUNTED_RANGE = 32  # whole-number draws spanning at most this many values: quantiles by counting
+
+
+def quantiles(x, probs) -> np.ndarray:
+    """``np.quantile(x, probs, axis=0)`` (its default linear interpolation between order
+    statistics), by counting when ``x`` holds whole numbers over a short range (Bernoulli,
+    Binomial and small Poisson draws): one comparison pass per value instead of a partial sort,
+    ten times faster on millions of draws."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biu" or x.shape[0] < 2 or x.size == 0:
+        return np.quantile(x, probs, axis=0)
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > _COUNTED_RANGE:
+        return np.quantile(x, probs, axis=0)
+    n = x.shape[0]
+    # at_most[v - lo] = how many draws of each column are <= v, for v in lo .. hi - 1
+    at_most = np.stack([np.count_nonzero(x <= v, axis=0) for v in range(lo, hi)]) if hi > lo else None
+
+    def order_statistic(j):  # the (j+1)-th smallest: lo + #{v : at most j draws are <= v}
+        if at_most is None:
+            return np.full(x.shape[1:], float(lo))
+        return lo + np.count_nonzero(at_most <= j, axis=0).astype(float)
+
+    out = []
+    for h in np.quantile(np.arange(n, dtype=float), probs):  # numpy's virtual index (n - 1) p
+        j = int(np.floor(h))
+        t = h - j
+        a = order_statistic(j)
+        b = order_statistic(min(j + 1, n - 1))
+        # numpy's _lerp, so that the result is the same number
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return np.stack(out)
+
+
 def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) -> Prediction:
     """Predictions of a fit for new inputs (see :meth:`probmodels.Fit.predict`)."""
     where = f"predict({fit.method})"
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"{where}: seed must be an integer, got {seed!r}")
     static, arrays = _inputs(fit, data, where)
+    try:
+        return _predict(fit, static, arrays, draws, seed, parameter_uncertainty, where)
+    except (TypeError, ValueError) as e:
+        mismatch = _shape_mismatch(fit, arrays, where)
+        if mismatch:
+            raise ValueError(f"{mismatch} (the program failed on them: {e})") from e
+        raise
+
+
+def _predict(fit, static, arrays, draws, seed, parameter_uncertainty, where):
     fns = _fit_functions(fit, static)
     names = [s["name"] for s in fit.parameter_sites]
     seed_arr = np.uint32(seed)
@@ -345,7 +410,7 @@ def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) 
         n = PLUG_IN_DRAWS if draws is None else _count(draws, where)
         lead = (1, n)
         est = {k: np.asarray(fit.estimate[k]) for k in names}
-        x, loc = fns["shared"](est, seed_arr, arrays, n=n)
+        x, loc = _simulate(fns, "shared", est, seed_arr, arrays, n=n)
         loc = {k: np.broadcast_to(np.asarray(v), lead + np.shape(v)) for k, v in loc.items()}
     else:
         if fit.is_point:
@@ -354,7 +419,7 @@ def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) 
         elif fit.draws is None:
             raise ValueError(f"{where}: the {fit.method} fit has no draws (see its warnings)")
         values, lead = _thin(*_flat_draws(fit, names), draws, where)
-        x, loc = fns["per_draw"](values, seed_arr, arrays)
+        x, loc = _simulate(fns, "per_draw", values, seed_arr, arrays)
         loc = {k: np.asarray(v).reshape(lead + np.shape(v)[1:]) for k, v in loc.items()}
     x = {k: np.asarray(x[k]).reshape(lead + np.shape(x[k])[1:]) for k in fns["order"]}
     if not x:
@@ -368,8 +433,28 @@ def _inputs(fit, data, where):
     if data is None:
         data = fit.data
     elif not isinstance(data, dict):
-        raise TypeError(f"{where}: data must be a dict of the program's keyword arguments (the new inputs)")
-    return split_data(fit.model, data)
+        example = ", ".join(f"{k!r}: ..." for k in fit.data if k not in fit.observed)
+        raise TypeError(
+            f"{where}: data must be a dict of the program's keyword arguments (the new inputs), "
+            f"e.g. {{{example}}}; got {type(data).__name__}"
+        )
+    return split_data(fit.model, data, where)
+
+
+def _shape_mismatch(fit, arrays, where):
+    """The new array inputs whose shape differs from the fitted one's beyond the first (row)
+    axis, in words; "" when every one matches."""
+    bad = []
+    for k, v in arrays.items():
+        old = fit.data.get(k)
+        if old is None or not hasattr(old, "shape"):
+            continue
+        new_shape, old_shape = tuple(np.shape(v)), tuple(np.shape(old))
+        if len(new_shape) != len(old_shape) or new_shape[1:] != old_shape[1:]:
+            bad.append(f"data[{k!r}] has shape {new_shape}, the fitted data[{k!r}] had {old_shape}")
+    if not bad:
+        return ""
+    return f"{where}: " + "; ".join(bad) + "; new inputs must match the fitted ones in every axis but the first (rows)"
 
 
 def _wald(fit, fns, names, arrays, where):
@@ -418,9 +503,9 @@ def replicates(fit, seed: int = 0) -> dict:
         return None
     if fit.is_point:
         est = {k: np.asarray(fit.estimate[k]) for k in names}
-        x, _ = fns["shared"](est, np.uint32(seed), arrays, n=int(np.prod(lead)))
+        x, _ = _simulate(fns, "shared", est, np.uint32(seed), arrays, n=int(np.prod(lead)))
     else:
-        x, _ = fns["per_draw"](values, np.uint32(seed), arrays)
+        x, _ = _simulate(fns, "per_draw", values, np.uint32(seed), arrays)
     return {k: np.asarray(v).reshape(lead + np.shape(v)[1:]) for k, v in x.items()}
 
 

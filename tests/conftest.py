@@ -1,14 +1,10 @@
 """Shared test helpers. Every test names its reference (closed form, statsmodels, scikit-learn,
 scipy) and the reason for its tolerance."""
 
-import gc
-
 import numpy as np
 import pytest
 
-import probmodels  # noqa: F401  (float64 before any array)
-
-import jax  # noqa: E402  (after probmodels, which configures it)
+import probmodels  # float64 before any array
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -18,14 +14,7 @@ def _release_compiled_programs():
     thousands, and past the kernel's vm.max_map_count (65,530) XLA's next compile or cache read
     crashes the process (SIGSEGV), which the full suite did at its ~400th test."""
     yield
-    from probmodels import predict
-    from probmodels.solvers import _objective
-
-    _objective._CACHE.clear()
-    predict._CACHE.clear()
-    predict._PRIOR_CACHE.clear()
-    jax.clear_caches()
-    gc.collect()
+    probmodels.clear_compiled()
 
 
 @pytest.fixture

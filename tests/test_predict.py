@@ -241,3 +241,63 @@ def test_bad_input(line_data):
         fit.predict({"v": [0.0]})
     with pytest.raises(ValueError, match="parameter_uncertainty=True needs"):
         probmodels.fit(line, line_data, "mle", draws=0).predict({"u": [0.0]}, parameter_uncertainty=True)
+
+
+def test_noise_generator_is_fast_where_it_can_be_and_deterministic(line_data):
+    """Predictive noise comes from XLA's RngBitGenerator ("rbg"); a Poisson site (JAX samples it
+    only with threefry keys) falls back to threefry once, with the same answers in distribution."""
+    from probmodels.predict import _fit_functions, _inputs
+
+    fit = probmodels.fit(line, line_data, "laplace")
+    grid = {"u": np.linspace(-1, 1, 5)}
+    a, b = fit.predict(grid, seed=3), fit.predict(grid, seed=3)
+    np.testing.assert_array_equal(a.draws, b.draws)
+    assert not np.array_equal(a.draws, fit.predict(grid, seed=4).draws)
+    assert _fit_functions(fit, _inputs(fit, grid, "t")[0])["impl"] == "rbg"
+
+    rng = np.random.default_rng(1)
+    u = rng.normal(size=30)
+    data = {"u": u, "x": 2 * u + rng.normal(size=30), "c": rng.poisson(3.0, size=30).astype(float)}
+    mle = probmodels.fit(two_sites, data, "mle")
+    p = mle.predict({"u": np.zeros(2)}, draws=20_000, seed=5)
+    assert _fit_functions(mle, _inputs(mle, {"u": np.zeros(2)}, "t")[0])["impl"] == "threefry2x32"
+    rate = np.exp(float(mle.estimate["a"]))
+    counts = p["c"].draws.reshape(-1)
+    # mean of 40,000 Poisson(rate) counts: 5 standard errors sqrt(rate / 40,000)
+    assert abs(counts.mean() - rate) < 5 * np.sqrt(rate / counts.size)
+    # the Gaussian site, on threefry too (one generator per program): mean b*0 = 0, sd 1
+    x = p["x"].draws.reshape(-1)
+    assert abs(x.mean()) < 5 / np.sqrt(x.size) and abs(x.std() - 1.0) < 5 / np.sqrt(2 * x.size)
+    np.testing.assert_array_equal(p["c"].draws, mle.predict({"u": np.zeros(2)}, draws=20_000, seed=5)["c"].draws)
+
+
+def test_counted_quantiles_equal_numpy():
+    """Summary quantiles of whole-number draws are counted, not sorted: the same numbers as
+    np.quantile (its linear interpolation), bit for bit."""
+    from probmodels.predict import quantiles
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 2, size=(400, 30)),
+        rng.poisson(3.0, size=(1001, 20)),
+        rng.integers(-3, 4, size=(7, 5)).astype(np.int32),
+        np.ones((5, 3), int),
+        rng.normal(size=(50, 4)),  # not whole numbers: numpy itself
+        rng.poisson(200.0, size=(60, 3)),  # a range over 32 values: numpy itself
+    ]
+    for x in arrays:
+        for probs in ([0.05, 0.95], [0.0, 1.0], [0.5], [0.25, 1 / 3, 0.999]):
+            np.testing.assert_array_equal(quantiles(x, probs), np.quantile(x, probs, axis=0))
+
+
+def test_predict_names_wrong_inputs(line_data):
+    fit = probmodels.fit(line, line_data, "mle")
+    with pytest.raises(TypeError, match=r"predict\(mle\): data must be a dict .*e\.g\. \{'u': \.\.\.\}; got ndarray"):
+        fit.predict(np.zeros(3))
+    with pytest.raises(ValueError, match=r"predict\(mle\): data\['u'\] has 1 non-finite"):
+        fit.predict({"u": np.array([0.0, np.nan])})
+    with pytest.raises(ValueError, match=r"predict\(mle\): data has key\(s\) \['v'\]"):
+        fit.predict({"v": np.zeros(3)})
+    glm = probmodels.fit(poisson_glm, {"u": np.eye(3)[[0, 1, 2, 0, 1, 2]] + 0.1, "x": np.array([1.0, 2, 3, 2, 1, 4])}, "mle")
+    with pytest.raises(ValueError, match=r"data\['u'\] has shape \(4, 2\), the fitted data\['u'\] had \(6, 3\); new inputs must match"):
+        glm.predict({"u": np.ones((4, 2))})

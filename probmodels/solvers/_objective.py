@@ -60,16 +60,17 @@ def trace_count(model=None) -> int:
 # data
 
 
-def _split_data(model, data):
+def _split_data(model, data, where=None):
     """Check ``data`` against the program's signature; split it into arrays and floats (traced
     arguments of the compiled code) and the rest (static: ints, strings, None, distributions,
-    ... are part of the compile key)."""
+    ... are part of the compile key). ``where`` starts the error messages (``fit(<name>)``)."""
     name = getattr(model, "__name__", repr(model))
     if not callable(model):
         raise TypeError(f"fit: the model must be a callable program, got {type(model).__name__}")
-    data = as_data(data, f"fit({name})")
+    where = where or f"fit({name})"
+    data = as_data(data, where)
     if not isinstance(data, dict):
-        raise TypeError(f"fit({name}): data must be a dict of the program's keyword arguments")
+        raise TypeError(f"{where}: data must be a dict of the program's keyword arguments")
     sig = inspect.signature(model)
     params = sig.parameters
     has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -77,7 +78,7 @@ def _split_data(model, data):
         unknown = [k for k in data if k not in params]
         if unknown:
             raise ValueError(
-                f"fit({name}): data has key(s) {unknown} that the program does not take; "
+                f"{where}: data has key(s) {unknown} that the program does not take; "
                 f"its arguments are {list(params)}"
             )
     missing = [
@@ -86,7 +87,7 @@ def _split_data(model, data):
         if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in data
     ]
     if missing:
-        raise ValueError(f"fit({name}): the program needs {missing}, which data does not give")
+        raise ValueError(f"{where}: the program needs {missing}, which data does not give")
 
     static, arrays = {}, {}
     for k, v in data.items():
@@ -100,10 +101,10 @@ def _split_data(model, data):
         try:
             arr = np.asarray(v)
         except Exception:
-            raise TypeError(f"fit({name}): data[{k!r}] is not an array ({type(v).__name__})") from None
+            raise TypeError(f"{where}: data[{k!r}] is not an array ({type(v).__name__})") from None
         if arr.dtype.kind not in "biuf":
             raise TypeError(
-                f"fit({name}): data[{k!r}] has dtype {arr.dtype}; data arrays must be numeric "
+                f"{where}: data[{k!r}] has dtype {arr.dtype}; data arrays must be numeric "
                 "(encode categories as integers)"
             )
         if arr.dtype.kind == "f":
@@ -112,7 +113,7 @@ def _split_data(model, data):
             if not np.isfinite(arr.sum()) and (bad := ~np.isfinite(arr)).any():
                 first = first_index(bad)
                 raise ValueError(
-                    f"fit({name}): data[{k!r}] has {int(bad.sum())} non-finite values (NaN or "
+                    f"{where}: data[{k!r}] has {int(bad.sum())} non-finite values (NaN or "
                     f"inf), first at index {first}; drop or impute them"
                 )
             arr = arr.astype(np.float64, copy=False)
@@ -123,10 +124,11 @@ def _split_data(model, data):
     return static, arrays
 
 
-def split_data(model, data):
+def split_data(model, data, where=None):
     """``(static, arrays)``: ``data`` checked against the program's signature and split as a fit
-    splits it (arrays are NaN-checked float64 or integer JAX arrays; the rest is static)."""
-    return _split_data(model, data)
+    splits it (arrays are NaN-checked float64 or integer JAX arrays; the rest is static);
+    ``where`` names the caller in error messages (default ``fit(<program>)``)."""
+    return _split_data(model, data, where)
 
 
 def static_key(static):
