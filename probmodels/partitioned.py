@@ -15,13 +15,18 @@ it (``pip install 'probmodels[dask]'`` brings dask[array], distributed and zarr)
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["is_partitioned", "RowPartition", "map_rows"]
+__all__ = ["is_partitioned", "RowPartition", "map_rows", "map_row_blocks", "TRACE_LOCK"]
 
 _FANIN = 8  # partial sums combined per reduction task (dask's own split_every default)
+# numpyro's handler stack is one global list: two threads tracing a program at once (the threaded
+# scheduler, a worker with several threads) would interleave their handlers. The first call of a
+# compiled function per argument shape (the one that traces) holds this lock; the rest run freely.
+TRACE_LOCK = threading.Lock()
 
 
 def _dask_array_type():
@@ -154,13 +159,13 @@ def _brief(chunks) -> str:
     return str(chunks) if len(chunks) <= 4 else f"({chunks[0]}, {chunks[1]}, ..., {chunks[-1]})"
 
 
-def map_rows(fn: Callable, data: dict, *, per_row: tuple = (), dtype=np.float64, who: str = "map_rows"):
+def map_rows(fn: Callable, data: dict, *, per_row: tuple = (), dtype=np.float64, lead: tuple = (), pad: bool = False, who: str = "map_rows"):
     """``fn`` applied to each chunk of rows of ``data``, as a dask array chunked like the rows.
 
     Parameters
     ----------
     fn : callable
-        ``fn(chunk_data) -> array of shape (rows in the chunk, *per_row)``, where
+        ``fn(chunk_data) -> array of shape (*lead, rows in the chunk, *per_row)``, where
         ``chunk_data`` is ``data`` with every dask array replaced by its chunk (numpy) and the
         in-memory values as they are. It runs on the workers: it must pickle.
     data : dict
@@ -169,11 +174,17 @@ def map_rows(fn: Callable, data: dict, *, per_row: tuple = (), dtype=np.float64,
         The shape of ``fn``'s output per row.
     dtype : numpy dtype
         The output's dtype.
+    lead : tuple
+        The shape of ``fn``'s output before its row axis (e.g. draws).
+    pad : bool
+        Pad every shorter chunk (the last) to the largest chunk's rows with copies of its last
+        row, and drop those rows from ``fn``'s output: a compiled ``fn`` then sees one shape.
+        Only for ``fn`` whose rows are independent (a row's output depends on that row alone).
 
     Returns
     -------
     dask.array.Array
-        Shape ``(n_rows, *per_row)``, with the rows' chunks; nothing is computed yet.
+        Shape ``(*lead, n_rows, *per_row)``, with the rows' chunks; nothing is computed yet.
 
     Examples
     --------
@@ -182,17 +193,47 @@ def map_rows(fn: Callable, data: dict, *, per_row: tuple = (), dtype=np.float64,
     >>> map_rows(lambda d: d["u"].sum(axis=1) * d["k"], data).compute()[:2]
     array([6., 6.])
     """
+    part = RowPartition(data, who=who)
+    return map_row_blocks(_Single(fn), part, {"out": (tuple(lead), tuple(per_row), dtype)}, pad=pad)["out"]
+
+
+class _Single:
+    """``fn(chunk_data)`` as a :func:`map_row_blocks` function of one output."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, chunk, index):
+        return {"out": self.fn(chunk)}
+
+
+def map_row_blocks(fn: Callable, part: RowPartition, specs: dict, *, pad: bool = True) -> dict:
+    """Several outputs of one per-chunk function, each a dask array chunked like the rows.
+
+    ``fn(chunk_data, chunk_index) -> {name: array}`` runs once per chunk (a task; the outputs
+    are its parts). ``specs``: ``name -> (lead, per_row, dtype)``, the output's shape being
+    ``(*lead, rows, *per_row)``. ``pad``: as :func:`map_rows`. Returns ``{name: dask array}``,
+    nothing computed.
+    """
     import dask
     import dask.array as da
 
-    part = RowPartition(data, who=who)
-    call = dask.delayed(_with_fixed, pure=True)
-    pieces = [
-        da.from_delayed(call(fn, part.fixed, b), shape=(n, *per_row), dtype=dtype)
-        for b, n in zip(part.blocks(), part.chunks)
-    ]
-    return da.concatenate(pieces, axis=0)
+    size = max(part.chunks)
+    axes = {name: len(spec[0]) for name, spec in specs.items()}
+    # keys unique to this call (fn may hold draws too large to hash into a token)
+    call = dask.delayed(_call_chunk, pure=False)
+    pieces = {name: [] for name in specs}
+    for i, (b, n) in enumerate(zip(part.blocks(), part.chunks)):
+        got = call(fn, part.fixed, b, i, size if pad else n, axes)
+        for name, (lead, per_row, dtype) in specs.items():
+            pieces[name].append(da.from_delayed(got[name], shape=(*lead, n, *per_row), dtype=dtype))
+    return {name: da.concatenate(p, axis=axes[name]) for name, p in pieces.items()}
 
 
-def _with_fixed(fn, fixed, block):
-    return np.asarray(fn({**fixed, **{k: np.asarray(v) for k, v in block.items()}}))
+def _call_chunk(fn, fixed, block, index, size, axes):
+    arrays = {k: np.asarray(v) for k, v in block.items()}
+    n = len(next(iter(arrays.values())))
+    if 0 < n < size:  # the last row repeated: every chunk has one shape
+        arrays = {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in arrays.items()}
+    out = fn({**fixed, **arrays}, index)
+    return {k: np.asarray(v)[(slice(None),) * axes[k] + (slice(0, n),)] for k, v in out.items()}
