@@ -205,3 +205,93 @@ def test_non_finite_rows_named_by_global_index(data, key, row):
     # neither row is among the start's 20,000 sample rows (seed 0): the first pass finds them
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match=f"1 rows with non-finite values.*first at row {row}\\b"):
         probmodels.fit(logistic, _rows(bad), "mle")
+
+
+# ---------------------------------------------------------------------------------------------
+# predictions and pointwise log-likelihoods on partitioned inputs
+
+
+def _bernoulli_z(draws, p):
+    """The standardised sum of ``draws - p`` over draws and rows: N(0, 1) when every draw is
+    Bernoulli(p), independent."""
+    p = np.broadcast_to(p, draws.shape)
+    return float(np.sum(draws - p) / np.sqrt(np.sum(p * (1 - p))))
+
+
+@pytest.mark.parametrize("method, kw", [("mle", {}), ("laplace", {"draws": 100})])
+def test_predict_on_partitioned_inputs(client, rows, data, method, kw):
+    fit = _in_memory(data, method, **kw)
+    ref = fit.predict({"u": data["u"]}, draws=20)
+    p = fit.predict({"u": rows["u"]}, draws=20)
+    assert isinstance(p.draws, da.Array) and isinstance(p.location, da.Array)
+    assert p.draws.chunks == ((1,), (20,), rows["u"].chunks[0]) and p.location.chunks == p.draws.chunks
+    # the location is deterministic (theta-hat, or each posterior draw): the same numbers
+    loc = p.location.compute()
+    np.testing.assert_allclose(loc, ref.location, rtol=0, atol=1e-12)
+    # the draws: Bernoulli(location) in distribution (each chunk has its own noise key), the
+    # same for a seed whatever computes them (the cluster twice, the local threads)
+    x = p.draws.compute()
+    assert set(np.unique(x)) == {0.0, 1.0} and abs(_bernoulli_z(x, loc)) < 4
+    np.testing.assert_array_equal(fit.predict({"u": rows["u"]}, draws=20).draws.compute(), x)
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(p.draws.compute(), x)
+    assert not np.array_equal(fit.predict({"u": rows["u"]}, draws=20, seed=1).draws.compute(), x)
+    # summary, chunk by chunk: the predictor's columns equal the in-memory ones
+    s, sr = p.summary(), ref.summary()
+    assert list(s.index) == list(range(N)) and s.index.name == "row"
+    cols = ["mean", "sd", "mean_low", "mean_high"]
+    np.testing.assert_allclose(s[cols].to_numpy(), sr[cols].to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_predict_wald_band_and_pointwise_on_partitioned_inputs(client, rows, data):
+    fit = _in_memory(data, "mle")
+    p = fit.predict({"u": rows["u"]}, parameter_uncertainty=True, draws=10)
+    ref = fit.predict({"u": data["u"]}, parameter_uncertainty=True, draws=10)
+    assert p.kind == ref.kind == "plug-in + parameter uncertainty"
+    cols = ["mean", "sd", "mean_low", "mean_high"]
+    for prob in (0.9, 0.5):
+        np.testing.assert_allclose(p.summary(prob)[cols].to_numpy(), ref.summary(prob)[cols].to_numpy(), rtol=0, atol=1e-10)
+    # log p(x_i | theta-hat) per row, chunked like the rows on its second axis
+    pl = fit.pointwise_log_likelihood(rows)
+    assert isinstance(pl, da.Array) and pl.chunks == ((1,), rows["x"].chunks[0])
+    np.testing.assert_allclose(pl.compute(), fit.pointwise_log_likelihood(data), rtol=0, atol=1e-12)
+
+
+def test_predict_and_score_a_partitioned_fit(client, rows, data):
+    # a fit to partitioned rows predicts and scores those rows when given no data
+    f = probmodels.fit(logistic, rows, "laplace", draws=40)
+    ref = _in_memory(data, "laplace", draws=100)
+    loc = f.predict(draws=40).location
+    assert isinstance(loc, da.Array) and loc.shape == (1, 40, N)
+    # (the draws are the fit's own: the predictor's mean over them within ~4 sd / sqrt(40) of
+    # the in-memory laplace's, whose posterior is the same Gaussian)
+    m, mr = loc.mean(axis=(0, 1)).compute(), ref.predict({"u": data["u"]}).location.mean(axis=(0, 1))
+    sd = np.asarray(ref.predict({"u": data["u"]}).location).reshape(-1, N).std(axis=0)
+    assert np.all(np.abs(m - mr) < 4 * sd / np.sqrt(40) + 1e-12)
+    pl = f.pointwise_log_likelihood()
+    assert isinstance(pl, da.Array) and pl.shape == (40, N)
+    np.testing.assert_allclose(pl[:, :5].compute(), f.pointwise_log_likelihood({k: v[:5] for k, v in data.items()}), rtol=0, atol=1e-12)
+
+
+def test_predict_compiles_once_for_uneven_chunks(data):
+    # chunks of 70,000, 70,000, 70,000 and 30,000 rows: the last one padded, one trace
+    from probmodels.predict import trace_count
+
+    fit = _in_memory(data, "mle")
+    before = trace_count(logistic)
+    with dask.config.set(scheduler="threads"):
+        p = fit.predict({"u": _rows(data, chunk=70_000)["u"]}, draws=3)
+        loc = p.location.compute()
+    assert trace_count(logistic) - before == 1
+    np.testing.assert_allclose(loc, fit.predict({"u": data["u"]}, draws=3).location, rtol=0, atol=1e-12)
+
+
+def pooled(u, x=None):
+    m = param("m")
+    return observe("x", m + 0.0 * u.sum() + noise.Gaussian(1.0), obs=x)
+
+
+def test_predict_refuses_a_site_without_rows(data):
+    fit = probmodels.fit(pooled, {"u": data["u"][:100], "x": np.float64(0.3)}, "mle")
+    with pytest.raises(ValueError, match="observation site 'x' has shape \\(\\).*one value per row"):
+        fit.predict({"u": _rows(data)["u"]})
