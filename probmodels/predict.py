@@ -337,7 +337,7 @@ def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) 
         raise TypeError(f"{where}: seed must be an integer, got {seed!r}")
     from .partitioned import is_partitioned, predict_rows  # (partitioned imports this module)
 
-    engine = fit._result.objective.partitioned
+    engine = getattr(fit._result.objective, "partitioned", None)
     if data is None and engine is not None:  # the fitted rows, on the cluster
         data = {**engine.part.fixed, **engine.part.rows}
     if is_partitioned(data):  # dask arrays: chunk by chunk, results chunked like the rows

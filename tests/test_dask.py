@@ -302,3 +302,34 @@ def test_predict_refuses_a_site_without_rows(data):
     fit = probmodels.fit(pooled, {"u": data["u"][:100], "x": np.float64(0.3)}, "mle")
     with pytest.raises(ValueError, match="observation site 'x' has shape \\(\\).*one value per row"):
         fit.predict({"u": _rows(data)["u"]})
+
+
+def test_newton_skips_the_last_pass_only_when_it_changes_nothing():
+    # f = z'Az/2 + c sum(cosh z) - 0.1 sum(z): gradient and Hessian in closed form; the optimum
+    # from 60 plain Newton steps. From [0.1, 0] the second point's decrement (1.5e-7) bounds the
+    # next below 1e-10 and the Hessian is predicted to move by 4e-12 over the step: no third
+    # pass, and res.hess is within 1e-10 of the Hessian at the estimate. From [1, -1] the last
+    # step is too large for that: a pass at the estimate gives its Hessian exactly.
+    from probmodels.solvers._partitioned_newton import newton
+
+    a, c = np.array([[2.0, 0.3], [0.3, 1.0]]), 1e-3
+
+    def fgh(z):
+        return 0.5 * z @ a @ z + c * np.sum(np.cosh(z)) - 0.1 * z.sum(), a @ z + c * np.sinh(z) - 0.1, a + c * np.diag(np.cosh(z))
+
+    opt = np.zeros(2)
+    for _ in range(60):
+        _, g, h = fgh(opt)
+        opt = opt - np.linalg.solve(h, g)
+    for z0, passes, skipped in (([0.1, 0.0], 2, True), ([1.0, -1.0], 3, False)):
+        calls = []
+
+        def evaluate(z):
+            calls.append(z)
+            f, g, h = fgh(z)
+            return f, g, h, -f
+
+        run = newton(evaluate, np.array(z0), 1e-8, 50)
+        assert len(calls) == passes and (run.final is not None) == skipped
+        np.testing.assert_allclose(run.res.z, opt, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(run.res.hess, fgh(run.res.z)[2], rtol=1e-10, atol=0)
