@@ -69,28 +69,33 @@ class ChunkProgram:
     def __dask_tokenize__(self):
         return self.token
 
-    def _run(self, kind: str, z, arrays: dict):
+    def _run(self, kind: str, z, *args):
         key = (self.token, kind)
-        sig = (key, np.shape(z), tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(arrays.items())))
+        sig = (key, np.shape(z), tuple((k, np.shape(v), np.asarray(v).dtype.str) for a in args for k, v in sorted(a.items())))
         if sig in _TRACED:
-            return _WORKER_FNS[key](z, arrays)
+            return _WORKER_FNS[key](z, *args)
         with TRACE_LOCK:
             if key not in _WORKER_FNS:
                 _WORKER_FNS[key] = _build(self, kind)
-            out = _WORKER_FNS[key](z, arrays)
+            out = _WORKER_FNS[key](z, *args)
             _TRACED.add(sig)
         return out
 
     def terms(self, block: dict, offset: int, z) -> dict:
-        """The chunk's ``L_c``, gradient and Hessian at ``z``, its non-finite data (counts and
-        the first global row per array) and what was read."""
-        arrays, out = self._arrays(block, offset)
-        d = len(z)
-        if out["bad_rows"] > 0:
-            return {**out, "value": np.nan, "grad": np.zeros(d), "hess": np.zeros((d, d)), "first_nonfinite_chunk": np.inf}
-        v, g, h = (np.asarray(a) for a in self._run("terms", np.asarray(z, np.float64), arrays))
+        """The chunk's ``L_c``, gradient and Hessian at ``z``, its non-finite data (the count of
+        rows and the first global one) and what was read. The chunk's arrays go to the compiled
+        function as stored (float32 stays float32 until inside it, where the conversion to
+        float64 and the finiteness check fuse with the first use: no float64 copy is made)."""
+        rows = {k: np.asarray(v) for k, v in block.items()}
+        n = len(next(iter(rows.values()))) if rows else 0
+        out = {"rows": n, "nbytes": int(sum(v.nbytes for v in rows.values()))}
+        v, g, h, bad, first = (np.asarray(a) for a in self._run("terms", np.asarray(z, np.float64), self.fixed, rows))
+        if int(bad) > 0:
+            d = len(z)
+            return {**out, "bad_rows": int(bad), "first_bad_row": float(offset + int(first)), "value": np.nan,
+                    "grad": np.zeros(d), "hess": np.zeros((d, d)), "first_nonfinite_chunk": np.inf}
         first = np.inf if np.isfinite(v) else float(offset)
-        return {**out, "value": v, "grad": g, "hess": h, "first_nonfinite_chunk": first}
+        return {**out, "bad_rows": 0, "first_bad_row": np.inf, "value": v, "grad": g, "hess": h, "first_nonfinite_chunk": first}
 
     def meat(self, block: dict, offset: int, z) -> dict:
         """``sum_i s_i s_i^T`` of the chunk's per-observation scores (the sandwich's meat)."""
@@ -135,6 +140,15 @@ def as_traced(v):
     return v
 
 
+def _traced_dtype(v):
+    """:func:`as_traced` inside a compiled function."""
+    if jnp.issubdtype(v.dtype, jnp.floating):
+        return v.astype(jnp.float64)
+    if v.dtype == jnp.bool_:
+        return v.astype(jnp.int64)
+    return v
+
+
 def _build(prog: ChunkProgram, kind: str):
     shapes = [shape for _, shape in prog.layout]
     names = tuple(name for name, _ in prog.layout)
@@ -149,8 +163,17 @@ def _build(prog: ChunkProgram, kind: str):
         return jnp.concatenate([jnp.ravel(v) for v in _pointwise(prog.model, static, unravel, z, arrays).values()])
 
     if kind == "terms":
-        # one compiled call: value, gradient and Hessian (reverse over reverse, as hessian_of)
-        return jit(lambda z, a: (nll(z, a), jax.grad(nll)(z, a), hessian_of(lambda y: nll(y, a))(z)))
+        # one compiled call: value, gradient and Hessian (reverse over reverse, as hessian_of),
+        # and the rows with non-finite values (their count, the first one)
+        def terms(z, fixed, rows):
+            a = {**fixed, **{k: _traced_dtype(v) for k, v in rows.items()}}
+            ok = jnp.ones(next(iter(rows.values())).shape[0], bool)
+            for v in rows.values():
+                if jnp.issubdtype(v.dtype, jnp.floating):
+                    ok = ok & jnp.all(jnp.isfinite(v).reshape(v.shape[0], -1), axis=1)
+            return nll(z, a), jax.grad(nll)(z, a), hessian_of(lambda y: nll(y, a))(z), jnp.sum(~ok), jnp.argmin(ok)
+
+        return jit(terms)
     if kind == "scores":
         return jit(jax.jacfwd(flat_pointwise))
     if kind == "pointwise":
