@@ -147,6 +147,8 @@ def run(args):
             print(label, json.dumps({k: v for k, v in out[label].items() if k not in ("estimate", "stderr")}), flush=True)
             _save(out, args)
 
+        if args.skip_peers:
+            return out
         out["dask_ml"] = _dask_ml(client, u, x, out["mle"]["estimate"])
         print("dask-ml", json.dumps({k: v for k, v in out["dask_ml"].items() if k != "estimate"}), flush=True)
         _save(out, args)
@@ -214,6 +216,7 @@ def main(argv=None):
     p.add_argument("--sm-rows", type=int, default=10_000_000, help="rows statsmodels fits in memory")
     p.add_argument("--store", default=None, help="zarr directory (kept); default: a temporary one, removed")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--skip-peers", action="store_true", help="probmodels only (no dask-ml, no statsmodels)")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     out = run(args)
