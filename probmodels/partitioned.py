@@ -21,7 +21,6 @@ it (``pip install 'probmodels[dask]'`` brings dask[array], distributed and zarr)
 
 from __future__ import annotations
 
-import copy
 import sys
 import threading
 from dataclasses import dataclass, field, replace
@@ -275,6 +274,7 @@ def _call_once_locked(sig, f, *args, **kw):
     return out
 
 
+@dataclass
 class _PredictChunk:
     """One chunk's predictions (picklable): the program's compiled predictive functions
     (:func:`probmodels.predict._functions`, built once per worker process) on the chunk's rows.
@@ -285,10 +285,17 @@ class _PredictChunk:
     (``loc`` without ``lead`` for ``shared``), ``wald:site:i`` for the band's four arrays.
     """
 
-    def __init__(self, model, names, shapes, mode, seed=0, values=None, n=None, lead=(), theta=None, cov=None, zq=None):
-        self.model, self.names, self.shapes, self.mode = model, list(names), list(shapes), mode
-        self.seed, self.values, self.n, self.lead = seed, values, n, tuple(lead)
-        self.theta, self.cov, self.zq = theta, cov, zq
+    model: Callable
+    names: list
+    shapes: list
+    mode: str
+    seed: int = 0
+    values: dict = None
+    n: int = None
+    lead: tuple = ()
+    theta: np.ndarray = None
+    cov: np.ndarray = None
+    zq: float = None
 
     def functions(self, chunk: dict):
         from .predict import _functions
@@ -409,8 +416,7 @@ class _RowsBand:
     def __call__(self, prob: float) -> dict:
         from scipy.special import ndtri
 
-        job = copy.copy(self.job)
-        job.zq = float(ndtri(0.5 + prob / 2))
+        job = replace(self.job, zq=float(ndtri(0.5 + prob / 2)))
         out = map_row_blocks(job, self.part, self.specs, pad=True)
         return {k: tuple(out[f"wald:{k}:{i}"] for i in range(4)) for k in self.sites}
 
