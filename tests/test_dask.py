@@ -333,3 +333,30 @@ def test_newton_skips_the_last_pass_only_when_it_changes_nothing():
         assert len(calls) == passes and (run.final is not None) == skipped
         np.testing.assert_allclose(run.res.z, opt, rtol=0, atol=1e-10)
         np.testing.assert_allclose(run.res.hess, fgh(run.res.z)[2], rtol=1e-10, atol=0)
+
+
+def two_sites(u, x=None, c=None):
+    b = param("b", dist.Normal(0.0, 5.0))
+    a = param("a", dist.Normal(0.0, 5.0))
+    observe("x", b * u + noise.Gaussian(1.0), obs=x)
+    return observe("c", noise.Poisson(log_rate=a + 0.1 * u), obs=c)
+
+
+def test_predict_several_sites_on_partitioned_inputs():
+    # two observation sites, 1,000 rows in chunks of 300 (the last of 100, padded), the local
+    # threads: per site and stacked, the predictor's columns equal the in-memory summary's
+    rng = np.random.default_rng(2)
+    u = rng.normal(size=1000)
+    d = {"u": u, "x": 0.7 * u + rng.normal(size=1000), "c": rng.poisson(np.exp(0.3 + 0.1 * u)).astype(float)}
+    fit = probmodels.fit(two_sites, d, "laplace", draws=50)
+    with dask.config.set(scheduler="threads"):
+        p = fit.predict({"u": da.from_array(u, chunks=300)}, draws=50)
+        ref = fit.predict({"u": u}, draws=50)
+        assert p.sites == ref.sites == ("x", "c")
+        one = p["c"]
+        assert isinstance(one.draws, da.Array) and one.draws.chunks[2] == (300, 300, 300, 100)
+        cols = ["mean", "sd", "mean_low", "mean_high"]
+        np.testing.assert_allclose(one.summary()[cols].to_numpy(), ref["c"].summary()[cols].to_numpy(), rtol=0, atol=1e-12)
+        s, sr = p.summary(), ref.summary()
+    assert list(s.index) == list(sr.index)
+    np.testing.assert_allclose(s[cols].to_numpy(), sr[cols].to_numpy(), rtol=0, atol=1e-12)
