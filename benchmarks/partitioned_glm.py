@@ -81,6 +81,19 @@ def _worker_peaks(client):
     return sorted(round(v, 1) for v in client.run(_peak_rss_mb).values())
 
 
+def _probmodels_file():
+    import probmodels
+
+    return probmodels.__file__
+
+
+def _save(out, args):
+    """The figures so far (a long run keeps what it measured if it is stopped)."""
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(json.dumps(out, indent=1, default=float))
+
+
 def run(args):
     import dask
     import dask.array as da
@@ -107,11 +120,13 @@ def run(args):
         # the disk's own throughput: a plain dask sum (decompression included), twice (the
         # second from the page cache when the store fits in it)
         _restart(client)
+        out["worker_probmodels"] = sorted(set(client.run(_probmodels_file).values()))
         for i in range(2):
             t = time.perf_counter()
             dask.compute(u.sum(), x.sum())
             out[f"sum_s_{i}"] = time.perf_counter() - t
         out["sum_GBps"] = nbytes / min(out["sum_s_0"], out["sum_s_1"]) / 1e9
+        _save(out, args)
 
         data = {"u": u, "x": x}
         for label, model, method in (("mle", logistic, "mle"), ("map", logistic_map, "map")):
@@ -123,14 +138,20 @@ def run(args):
             out[label] = dict(
                 wall_s=wall, worker_import_s=imported, pass_s=d["pass_s"], start_s=d["start_s"], passes=d["passes"], decrements=d["decrements"], bytes_read=d["bytes_read"],
                 read_GBps_per_pass=nbytes * d["passes"] / wall / 1e9, start=d["start"],
+                # the passes alone (the start's fit and the compiles apart)
+                read_GBps_in_passes=nbytes * d["passes"] / sum(d["pass_s"]) / 1e9,
                 converged=d["converged"], worker_peak_rss_mb=_worker_peaks(client),
                 estimate=np.r_[f.estimate["b"], f.estimate["w"]].tolist(),
                 stderr=np.r_[f.stderr["b"], f.stderr["w"]].tolist(),
             )
             print(label, json.dumps({k: v for k, v in out[label].items() if k not in ("estimate", "stderr")}), flush=True)
+            _save(out, args)
 
+        if args.skip_peers:
+            return out
         out["dask_ml"] = _dask_ml(client, u, x, out["mle"]["estimate"])
         print("dask-ml", json.dumps({k: v for k, v in out["dask_ml"].items() if k != "estimate"}), flush=True)
+        _save(out, args)
         client.close()
         cluster.close()  # (the cluster's memory back before statsmodels loads its rows)
         out["statsmodels"] = _statsmodels(u, x, args, out)
@@ -195,14 +216,12 @@ def main(argv=None):
     p.add_argument("--sm-rows", type=int, default=10_000_000, help="rows statsmodels fits in memory")
     p.add_argument("--store", default=None, help="zarr directory (kept); default: a temporary one, removed")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--skip-peers", action="store_true", help="probmodels only (no dask-ml, no statsmodels)")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     out = run(args)
-    text = json.dumps(out, indent=1, default=float)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    print(text)
+    _save(out, args)
+    print(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -106,9 +106,9 @@ def log_predictive_density(fit: Fit, model=None, data: dict | None = None, *, ro
         rows; the program must then observe one value per row).
     """
     if is_partitioned(data):  # dask arrays: scored chunk by chunk on the cluster
-        from .solvers._partitioned import partitioned_log_predictive_density
+        from .solvers._partitioned import partitioned_scores
 
-        return partitioned_log_predictive_density(fit, model, data)
+        return partitioned_scores(fit, model, data, "lpd")
     if not fit.is_point and fit.draws is None:
         raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
     if rows is not None:

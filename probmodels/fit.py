@@ -286,7 +286,12 @@ class Fit:
         -------
         probmodels.predict.Prediction
             ``.draws``, ``.location``, ``.summary(prob=0.9)``, ``.to_arviz()``; with several
-            observation sites ``prediction[site]`` is one site's.
+            observation sites ``prediction[site]`` is one site's. When ``data`` holds dask
+            arrays chunked by rows (or the fit's did and ``data`` is None): a
+            :class:`probmodels.partitioned.RowsPrediction`, whose draws and locations are dask
+            arrays chunked like the rows, computed chunk by chunk with each chunk's noise
+            seeded by ``(seed, chunk index)``; a chunk holds draws x rows values, so ask for
+            ``draws=`` accordingly.
 
         Examples
         --------
@@ -500,10 +505,18 @@ class Fit:
         Point fits (mle, map) are scored at the estimate (``S = 1``, the plug-in predictive);
         the others at their draws. ``data``: new data for the same program (a held-out part),
         the fit's own data by default; ``model``: the program to score with, the fit's by default
-        (another must have the same parameters).
+        (another must have the same parameters). With ``data`` of dask arrays (or a fit to them
+        and no ``data``), a dask array chunked like the rows along its second axis, scored chunk
+        by chunk on the cluster (the program must observe one value per row).
         """
         r = self._result
         old: Objective = r.objective
+        if data is None and old.partitioned is not None:  # the fitted rows, on the cluster
+            data = {**old.partitioned.part.fixed, **old.partitioned.part.rows}
+        if is_partitioned(data):
+            from .solvers._partitioned import partitioned_scores
+
+            return partitioned_scores(self, model or self.model, data, "pointwise")
         new = old if data is None and model is None else Objective(model or self.model, self.data if data is None else data)
         if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
             raise ValueError(

@@ -390,6 +390,13 @@ def predict(fit, data=None, *, draws=None, seed=0, parameter_uncertainty=False) 
     where = f"predict({fit.method})"
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"{where}: seed must be an integer, got {seed!r}")
+    from .partitioned import is_partitioned, predict_rows  # (partitioned imports this module)
+
+    engine = getattr(fit._result.objective, "partitioned", None)
+    if data is None and engine is not None:  # the fitted rows, on the cluster
+        data = {**engine.part.fixed, **engine.part.rows}
+    if is_partitioned(data):  # dask arrays: chunk by chunk, results chunked like the rows
+        return predict_rows(fit, data, draws=draws, seed=seed, parameter_uncertainty=parameter_uncertainty, where=where)
     static, arrays = _inputs(fit, data, where)
     try:
         return _predict(fit, static, arrays, draws, seed, parameter_uncertainty, where)

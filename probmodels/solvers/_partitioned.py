@@ -13,8 +13,8 @@ and chunk shape; JAX's persistent cache makes a worker's later compiles loads) a
 formed on the cluster: only ``D x D`` numbers come back. ``G`` (priors, the log-Jacobian) is
 evaluated in memory. Newton's method then takes one pass over the data per step: it starts at the
 same fit on a sample of rows (as the in-memory large-N path, ``point._subsample_start``), from
-which two or three steps usually reach the optimum; the last step is taken without a verifying
-pass when the Newton decrement before it bounds the one after it below the tolerance.
+which three or four passes reach the optimum with the Hessian (the standard errors) evaluated
+there (``_partitioned_newton``). The per-chunk functions are in ``_partitioned_chunks``.
 
 mle, map and laplace go through the usual solvers (``point.optimize`` hands the optimisation to
 :meth:`Engine.optimize`); vi with ``batch_size`` draws each chunk of SVI steps from a pool of
@@ -23,185 +23,30 @@ rows drawn uniformly (with replacement) across all chunks; nuts is refused.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import threading
 import time
-import uuid
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
-from numpyro.primitives import Messenger
 
 from .._config import jit
 from ..partitioned import RowPartition
 from ._common import Timer
-from ._objective import Objective, _DictUnravel, _list_unravel, _log_joint, _pointwise
-from ._optimize import OptResult, _scaled_eigen, _trust_region_step, hessian_of
+from ._objective import Objective
+from ._optimize import hessian_of
+from ._partitioned_chunks import ChunkProgram, ScoreChunk, as_traced, combine
+from ._partitioned_newton import DTOL, newton
 
-__all__ = ["partitioned_objective", "PartitionedObjective", "Engine", "head_objective", "partitioned_log_predictive_density"]
+__all__ = ["partitioned_objective", "PartitionedObjective", "Engine", "head_objective", "partitioned_scores"]
 
 # rows of the start's fit: 20 sqrt(N), at least 20,000 (point.py's subset; 50 per parameter for
 # the at most 200 parameters here) and at most 1,000,000. The start lies ~sqrt(N / n) standard
 # errors from the optimum and Newton's contraction is ~1 / sqrt(N), so the decrement after the
-# first step, ~sqrt(N) / n, stays the same as N grows: three passes at any N
+# first step, ~sqrt(N) / n, stays the same as N grows: three steps at any N (and a pass at the optimum)
 _SAMPLE_N = (20_000, 20.0, 1_000_000)
 _SAMPLE_CHUNKS = 8  # ... drawn from at most 8 chunks chosen at random (a read of 8 chunks, not all)
 _POOL_MAX = 2_000_000  # rows fetched per chunk of minibatch SVI steps (at most)
 _MAX_DIM = 200  # a D x D Hessian per chunk: Newton's limit in point.py
-_DTOL = 1e-10  # Newton's decrement test, as _optimize.newton
-_LPD_BATCH = 8  # draws per step of the streamed log predictive density
-
-
-class _LikelihoodOnly(Messenger):
-    """Zero weight on every latent site: the log density of a chunk is its log-likelihood
-    (observed sites and the program's own factors), with priors counted once, in ``G``."""
-
-    def process_message(self, msg):
-        if msg["type"] == "sample" and not msg["is_observed"]:
-            msg["scale"] = 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# what runs on the workers
-
-_WORKER_FNS: dict = {}  # (program token, kind) -> compiled function, one per worker process
-# numpyro's handler stack is one global list: two threads tracing a program at once (the threaded
-# scheduler, a worker with several threads) would interleave their handlers. The first call of a
-# compiled function per argument shape (the one that traces) holds this lock; the rest run freely.
-_TRACE_LOCK = threading.Lock()
-_TRACED: set = set()
-
-
-class ChunkProgram:
-    """The per-chunk functions of one program, picklable: the program, its static data, the
-    in-memory arrays and the layout of ``z``. The compiled functions are built on first use in
-    each process and kept by ``token``."""
-
-    def __init__(self, obj: Objective, fixed: dict):
-        self.model, self.static = obj.model, obj.static
-        self.fixed = {k: np.asarray(v) for k, v in fixed.items()}
-        self.layout = tuple((s["name"], tuple(s["zshape"])) for s in obj.sites)
-        self.who = f"fit({obj.name})"
-        try:
-            import cloudpickle
-
-            blob = cloudpickle.dumps((self.model, self.static, self.fixed, self.layout))
-            self.token = hashlib.sha1(blob).hexdigest()
-        except Exception:  # an unpicklable program still runs on the threaded scheduler
-            self.token = uuid.uuid4().hex
-
-    def __dask_tokenize__(self):
-        return self.token
-
-    def _run(self, kind: str, z, arrays: dict):
-        key = (self.token, kind)
-        sig = (key, np.shape(z), tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(arrays.items())))
-        if sig in _TRACED:
-            return _WORKER_FNS[key](z, arrays)
-        with _TRACE_LOCK:
-            if key not in _WORKER_FNS:
-                _WORKER_FNS[key] = _build(self, kind)
-            out = _WORKER_FNS[key](z, arrays)
-            _TRACED.add(sig)
-        return out
-
-    def terms(self, block: dict, offset: int, z) -> dict:
-        """The chunk's ``L_c``, gradient and Hessian at ``z``, its non-finite data (counts and
-        the first global row per array) and what was read."""
-        arrays, out = self._arrays(block, offset)
-        d = len(z)
-        if out["bad_rows"] > 0:
-            return {**out, "value": np.nan, "grad": np.zeros(d), "hess": np.zeros((d, d)), "first_nonfinite_chunk": np.inf}
-        v, g, h = (np.asarray(a) for a in self._run("terms", np.asarray(z, np.float64), arrays))
-        first = np.inf if np.isfinite(v) else float(offset)
-        return {**out, "value": v, "grad": g, "hess": h, "first_nonfinite_chunk": first}
-
-    def meat(self, block: dict, offset: int, z) -> dict:
-        """``sum_i s_i s_i^T`` of the chunk's per-observation scores (the sandwich's meat)."""
-        arrays, out = self._arrays(block, offset)
-        s = np.asarray(self._run("scores", np.asarray(z, np.float64), arrays))
-        return {**out, "meat": s.T @ s}
-
-    def lpd(self, data: dict, zs, n_draws: int):
-        """Per-observation ``log (1/S) sum_s p(x_i | z_s)`` on one chunk, streamed over the
-        draws ``_LPD_BATCH`` at a time (a (draws x rows) array of a large chunk would not fit)."""
-        arrays = {k: _as_traced(v) for k, v in data.items() if k not in self.static}
-        return np.asarray(self._run("lpd", zs, arrays)) - math.log(n_draws)
-
-    def _arrays(self, block, offset):
-        arrays, bad_rows, first, nbytes = dict(self.fixed), 0, np.inf, 0
-        for k, v in block.items():
-            v = np.asarray(v)
-            nbytes += v.nbytes
-            if v.dtype.kind == "f":
-                ok = np.isfinite(v).reshape(len(v), -1).all(axis=1)
-                if not ok.all():
-                    bad_rows += int((~ok).sum())
-                    first = min(first, float(offset + int(np.argmin(ok))))
-            arrays[k] = _as_traced(v)
-        rows = len(next(iter(block.values()))) if block else 0
-        return arrays, {"rows": rows, "nbytes": nbytes, "bad_rows": bad_rows, "first_bad_row": first}
-
-
-def _as_traced(v):
-    """As ``_objective._split_data`` converts an array: floats to float64, booleans to int64."""
-    v = np.asarray(v)
-    if v.dtype.kind == "f":
-        return v.astype(np.float64, copy=False)
-    if v.dtype.kind == "b":
-        return v.astype(np.int64)
-    return v
-
-
-def _build(prog: ChunkProgram, kind: str):
-    shapes = [shape for _, shape in prog.layout]
-    names = tuple(name for name, _ in prog.layout)
-    unravel = _DictUnravel(_list_unravel(shapes, [np.float64] * len(shapes)), names)
-    model, static = _LikelihoodOnly(prog.model), prog.static
-    key = (prog.model, "partitioned", prog.token)
-
-    def nll(z, arrays):
-        return -_log_joint(model, static, unravel, key, z, arrays, priors=False, jacobian=False)
-
-    def flat_pointwise(z, arrays):
-        return jnp.concatenate([jnp.ravel(v) for v in _pointwise(prog.model, static, unravel, z, arrays).values()])
-
-    if kind == "terms":
-        # one compiled call: value, gradient and Hessian (reverse over reverse, as hessian_of)
-        return jit(lambda z, a: (nll(z, a), jax.grad(nll)(z, a), hessian_of(lambda y: nll(y, a))(z)))
-    if kind == "scores":
-        return jit(jax.jacfwd(flat_pointwise))
-
-    def lpd(zs, arrays):
-        batch = jax.vmap(lambda z: flat_pointwise(z, arrays))
-        n = zs.shape[0]
-        pad = (-n) % _LPD_BATCH
-        zp = jnp.concatenate([zs, jnp.repeat(zs[-1:], pad, axis=0)]).reshape(-1, _LPD_BATCH, zs.shape[1])
-        keep = (jnp.arange(n + pad) < n).reshape(-1, _LPD_BATCH)
-
-        def step(acc, zb_keep):
-            zb, kb = zb_keep
-            ll = jnp.where(kb[:, None], batch(zb), -jnp.inf)
-            return jnp.logaddexp(acc, logsumexp(ll, axis=0)), None
-
-        size = flat_pointwise(zs[0], arrays).shape[0]
-        acc, _ = jax.lax.scan(step, jnp.full(size, -jnp.inf), (zp, keep))
-        return acc
-
-    return jit(lpd)
-
-
-def _combine(*parts: dict) -> dict:
-    """Partial results of several chunks: sums, and the first (smallest) global row or chunk
-    offset where the ``first_*`` entries are concerned."""
-    out = dict(parts[0])
-    for p in parts[1:]:
-        for k, v in p.items():
-            out[k] = min(out[k], v) if k.startswith("first_") else out[k] + v
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +81,7 @@ class PartitionedObjective(Objective):
     def score_outer(self, z):
         """The sandwich's meat, one more pass over the rows at ``z``."""
         eng = self.partitioned
-        tot = eng.part.reduce(eng.program.meat, np.asarray(z), combine=_combine)
+        tot = eng.part.reduce(eng.program.meat, np.asarray(z), combine=combine)
         eng.count_pass(tot)
         return tot["meat"]
 
@@ -340,7 +185,7 @@ class Engine:
     def terms(self, z):
         """One pass: ``sum_c (L_c, grad, Hessian)`` at ``z``, or the error the data call for."""
         t = time.perf_counter()
-        tot = self.part.reduce(self.program.terms, np.asarray(z, np.float64), combine=_combine)
+        tot = self.part.reduce(self.program.terms, np.asarray(z, np.float64), combine=combine)
         self.count_pass(tot, time.perf_counter() - t)
         who = self.program.who
         if tot["bad_rows"] > 0:
@@ -387,14 +232,16 @@ class Engine:
                 return float(tot["value"]) + float(gv), tot["grad"] + gg, tot["hess"] + gh, -float(tot["value"])
 
             max_iter = int(opts["max_iter"] or 50)
-            res, loglik, final, trail = _newton(evaluate, z0, float(opts["gtol"]), max_iter)
+            run = newton(evaluate, z0, float(opts["gtol"]), max_iter)
+        res, loglik, final = run.res, run.loglik, run.final
         info = dict(self.info)
         # the Newton decrement (in standard errors) at every point a pass evaluated
-        info.update(optimizer="newton", start=start, decrements=[float(f"{t:.3g}") for t in trail])
+        info.update(optimizer="newton", start=start, decrements=[float(f"{t:.3g}") for t in run.trail])
         if final is not None:
             info["last_step"] = (
                 f"taken without a verifying pass: the Newton decrement before it, {final:.2g}, "
-                f"bounds the one after it by ({final:.2g} / (1 - {final:.2g}))^2 < {_DTOL:g}"
+                f"bounds the one after it by ({final:.2g} / (1 - {final:.2g}))^2 < {DTOL:g}, and the "
+                f"Hessian (the standard errors) is predicted to change by {run.hess_change:.1g} relative over it"
             )
         self.info = info
 
@@ -420,31 +267,24 @@ class Engine:
         got = self.part.take(idx)
         self.note_read(got)
         self.info["pools"] = self.info.get("pools", 0) + 1
-        return {**obj.arrays, **{key: jax.device_put(_as_traced(v)) for key, v in got.items()}}
+        return {**obj.arrays, **{key: jax.device_put(as_traced(v)) for key, v in got.items()}}
 
-    def log_predictive_density(self, template: Objective, zs):
-        """A dask array of the per-observation log predictive density at the draws ``zs``,
-        chunked like the rows (``template``: the program on the first rows, for the layout)."""
+    def scores(self, template: Objective, zs, kind: str, who: str):
+        """A dask array of the per-observation log predictive density (``kind="lpd"``, rows) or
+        log-likelihood (``kind="pointwise"``, draws x rows) at the draws ``zs``, chunked like the
+        rows (``template``: the program on the first rows, for the layout). Every chunk runs the
+        same compiled function: the last, shorter one is padded to the common chunk size."""
         from ..partitioned import map_rows
 
         rows0 = len(next(iter(template.arrays[k] for k in self.part.rows)))
         if template.n_obs != rows0:
             raise ValueError(
-                "log_predictive_density: on partitioned data the program must observe one value "
+                f"{who}: on partitioned data the program must observe one value "
                 f"per row ({template.n_obs} values on {rows0} rows here); score it in memory"
             )
-        fn = _LpdChunk(self.program, np.asarray(zs, np.float64))
-        return map_rows(fn, {**self.part.fixed, **self.part.rows}, who="log_predictive_density")
-
-
-class _LpdChunk:
-    """Picklable per-chunk call of :meth:`ChunkProgram.lpd`."""
-
-    def __init__(self, prog, zs):
-        self.prog, self.zs = prog, zs
-
-    def __call__(self, data):
-        return self.prog.lpd(data, self.zs, len(self.zs))
+        fn = ScoreChunk(self.program, zs, kind)
+        lead = () if kind == "lpd" else (len(zs),)
+        return map_rows(fn, {**self.part.fixed, **self.part.rows}, lead=lead, pad=True, who=who)
 
 
 def _global_terms(template: Objective, priors: bool, jacobian: bool):
@@ -461,83 +301,6 @@ def _global_terms(template: Objective, priors: bool, jacobian: bool):
         cache[key] = jit(lambda z, a: (g(z, a), jax.grad(g)(z, a), hessian_of(lambda y: g(y, a))(z)))
     return cache[key]
 
-
-_eigen = jit(_scaled_eigen)
-_tr_step = jit(_trust_region_step)
-
-
-def _newton(evaluate, z0, gtol: float, max_iter: int):
-    """Newton's method with a trust region in Marquardt's scaling (as ``_optimize.newton``), one
-    ``evaluate`` (a pass over the rows: value, gradient, Hessian) per step.
-
-    Stops at a Newton decrement ``lambda <= 1e-10`` (standard errors); or, one pass earlier,
-    after a full Newton step from a point whose decrement bounds the next one below ``1e-10``
-    (:func:`_next_decrement`): Newton's error is squared at each step near the optimum, and for
-    a log-likelihood of N observations the constant shrinks like 1 / sqrt(N) (measured at
-    N = 300,000: decrements 8.4, 0.11, 2.9e-5, 2.1e-12, a contraction of ~2.5e-3). Returns (OptResult, the log-likelihood at the last pass, the decrement before an
-    unverified last step or None)."""
-    z = np.asarray(z0, np.float64)
-    f, g, h, loglik = evaluate(z)
-    radius, it, evals, status, final, last, trail = None, 0, 1, 1, None, np.zeros_like(z), []
-    while True:
-        d, ev, v, c = (np.asarray(a) for a in _eigen(h, g))
-        top = max(float(np.max(np.abs(ev))), 1e-300)
-        pd, psd = ev[0] > 1e-12 * top, ev[0] > -1e-8 * top
-        dec = float(np.sqrt(np.abs(np.sum(c**2 / ev)))) if pd else np.inf
-        trail.append(dec)
-        if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(h))):
-            status = 3
-            break
-        if (pd and dec <= _DTOL) or (not pd and psd and np.max(np.abs(g)) <= gtol * max(1.0, abs(f))):
-            status = 0
-            break
-        if it >= max_iter:
-            status = 1
-            break
-        if radius is None:  # the whole Newton step first (see _optimize.newton)
-            newton_len = float(np.linalg.norm(c / ev)) if pd else np.inf
-            radius = max(100.0, 1.0001 * newton_len) if np.isfinite(newton_len) else 100.0
-        p, step = (np.asarray(a) for a in _tr_step(d, ev, v, c, radius))
-        step = float(step)
-        pred = -(g @ p + 0.5 * p @ h @ p)
-        if pd and step < radius and _next_decrement(trail) <= _DTOL:
-            z, f, g, final, last, it, status = z + p, f - pred, g + h @ p, dec, p, it + 1, 0
-            break
-        f_new, g_new, h_new, ll_new = evaluate(z + p)
-        it, evals = it + 1, evals + 1
-        actual = f - f_new
-        rho = actual / pred if pred > 0 else -np.inf
-        unresolved = pred < 1e-12 * max(1.0, abs(f))
-        ok = bool(np.isfinite(f_new) and np.all(np.isfinite(g_new)) and np.all(np.isfinite(h_new)) and pred > 0 and (rho > 1e-4 or unresolved))
-        if not ok or (rho < 0.25 and not unresolved):
-            radius = 0.25 * min(step, radius)
-        elif rho > 0.75 and step > 0.99 * radius:
-            radius = 2.0 * radius
-        if ok:
-            z, f, g, h, loglik, last = z + p, f_new, g_new, h_new, ll_new, p
-        if radius < 1e-12:
-            status = 2
-            break
-    res = OptResult(
-        z=z, value=np.asarray(f), grad=np.asarray(g), hess=np.asarray(h), n_iter=np.asarray(it),
-        grad_norm=np.asarray(float(np.max(np.abs(g)))), status=np.asarray(status), last_step=last,
-        n_hess=np.asarray(evals),
-    )
-    return res, loglik, final, trail
-
-
-def _next_decrement(trail) -> float:
-    """A bound on the Newton decrement after a full Newton step from the last point of ``trail``
-    (the decrements so far): ``(l / (1 - l))^2`` for a self-concordant objective, or ten times
-    the quadratic contraction ``l_k / l_{k-1}^2`` seen so far (the largest) times ``l^2``."""
-    dec = trail[-1]
-    if not dec < 1e-2:
-        return np.inf
-    bound = (dec / (1.0 - dec)) ** 2
-    rates = [b / a**2 for a, b in zip(trail[:-1], trail[1:]) if 0 < a < np.inf and b < a]
-    if rates:
-        bound = min(bound, 10.0 * max(rates) * dec**2)
-    return bound
 
 
 def _scheduler_name() -> str:
@@ -556,24 +319,27 @@ def _scheduler_name() -> str:
         return "threads"
 
 
-def head_objective(model, data: dict, rows: int = 1000):
+def head_objective(model, data: dict, rows: int = 1000, who: str = "log_predictive_density"):
     """An in-memory objective on the first ``rows`` rows of partitioned ``data`` (the layout of
     the program's parameters) and its :class:`Engine` for passes over all rows."""
-    part = RowPartition(data, who="log_predictive_density")
+    part = RowPartition(data, who=who)
     head = part.take(np.arange(min(rows, part.n_rows)))
     template = Objective(model, {**part.fixed, **head})
     fixed_arrays = {k: v for k, v in template.arrays.items() if k not in part.rows}
     return template, Engine(part, ChunkProgram(template, fixed_arrays), fixed_arrays, 0, 0)
 
 
-def partitioned_log_predictive_density(fit, model, data: dict):
-    """:func:`probmodels.compare.log_predictive_density` on partitioned ``data``: a dask array
-    chunked like the rows, each chunk scored on the cluster at the fit's estimate or draws."""
-    new, engine = head_objective(model, data)
+def partitioned_scores(fit, model, data: dict, kind: str = "lpd"):
+    """:func:`probmodels.compare.log_predictive_density` (``kind="lpd"``) or
+    :meth:`probmodels.Fit.pointwise_log_likelihood` (``kind="pointwise"``) on partitioned
+    ``data``: a dask array chunked like the rows, each chunk scored on the cluster at the fit's
+    estimate or draws."""
+    who = "log_predictive_density" if kind == "lpd" else "pointwise_log_likelihood"
+    new, engine = head_objective(model, data, who=who)
     old = fit._result.objective
     if [s["name"] for s in new.sites] != [s["name"] for s in old.sites] or new.dim != old.dim:
         raise ValueError(
-            "log_predictive_density: the new data changes the program's parameters "
+            f"{who}: the new data changes the program's parameters "
             f"({[s['name'] for s in new.sites]} vs {[s['name'] for s in old.sites]}); "
             "parameters must not depend on the number of observations"
         )
@@ -581,6 +347,6 @@ def partitioned_log_predictive_density(fit, model, data: dict):
         z = fit._result.zhat[None]
     else:
         if fit._result.zdraws is None:
-            raise ValueError(f"log_predictive_density: the {fit.method} fit has no draws")
+            raise ValueError(f"{who}: the {fit.method} fit has no draws")
         z = fit._result.zdraws.reshape(-1, new.dim)
-    return engine.log_predictive_density(new, z)
+    return engine.scores(new, z, kind, who)
