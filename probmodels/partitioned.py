@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .predict import Prediction
+from .predict import Prediction, _simulate
 
 __all__ = ["is_partitioned", "RowPartition", "map_rows", "map_row_blocks", "TRACE_LOCK", "RowsPrediction", "predict_rows", "chunk_seed"]
 
@@ -312,9 +312,9 @@ class _PredictChunk:
             return {f"wald:{k}:{i}": np.asarray(a) for k, v in band.items() for i, a in enumerate(v)}
         seed = chunk_seed(self.seed, index)
         if self.mode == "shared":
-            x, loc = _call_once_locked(sig, fns["shared"], self.values, seed, arrays, n=self.n)
+            x, loc = _call_once_locked(sig, _simulate, fns, "shared", self.values, seed, arrays, n=self.n)
         else:
-            x, loc = _call_once_locked(sig, fns["per_draw"], self.values, seed, arrays)
+            x, loc = _call_once_locked(sig, _simulate, fns, "per_draw", self.values, seed, arrays)
             loc = {k: np.asarray(v).reshape(self.lead + np.shape(v)[1:]) for k, v in loc.items()}
         out = {f"x:{k}": np.asarray(v).reshape(self.lead + np.shape(v)[1:]) for k, v in x.items()}
         return {**out, **{f"loc:{k}": np.asarray(v) for k, v in loc.items()}}
@@ -328,8 +328,8 @@ class _PredictChunk:
             if self.mode == "delta":
                 return jax.eval_shape(lambda a: fns["delta"](self.theta, self.cov, self.zq, a), shaped)
             if self.mode == "shared":
-                return jax.eval_shape(lambda a: fns["shared"](self.values, np.uint32(0), a, n=self.n), shaped)
-            return jax.eval_shape(lambda a: fns["per_draw"](self.values, np.uint32(0), a), shaped)
+                return jax.eval_shape(lambda a: _simulate(fns, "shared", self.values, np.uint32(0), a, n=self.n), shaped)
+            return jax.eval_shape(lambda a: _simulate(fns, "per_draw", self.values, np.uint32(0), a), shaped)
 
 
 def predict_rows(fit, data: dict, *, draws=None, seed=0, parameter_uncertainty=False, where="predict"):
