@@ -4,8 +4,9 @@ Every function here runs the unchanged program under numpyro's handlers: ``subst
 draw of the parameters (natural space) in place, a handler turns the observation sites into
 simulations (``obs`` dropped), ``seed`` feeds the noise, and ``vmap`` runs all draws in one
 compiled call. The noise is drawn with XLA's RngBitGenerator keys (``"rbg"``), 2-4 times
-faster on CPU than threefry; a program with a noise model that JAX samples only from threefry
-keys (Poisson) uses threefry. The same seed gives the same draws. The compiled functions are
+faster on CPU than threefry, when every noise model samples by a closed-form transform of
+uniforms (Gaussian, Bernoulli, Categorical, Laplace, Logistic, Cauchy, Student-t); a program with
+a rejection sampler (Poisson, Binomial, ...) draws with threefry. The same seed gives the same draws. The compiled functions are
 kept per program and static data, so a second call with inputs of the same shapes compiles
 nothing (:func:`trace_count` counts the traces).
 
@@ -51,9 +52,21 @@ _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 64
 _REPLICATED = "_probmodels_replicated"
 # The noise is drawn from XLA's RngBitGenerator ("rbg": 2-4x faster than threefry on CPU, where
-# generating 4e7 numbers dominates a prediction); a program whose noise model JAX samples only
-# with threefry keys (``jax.random.poisson``) falls back to threefry once, at its first trace.
+# generating 4e7 numbers dominates a prediction) when every simulated site's sampler is a
+# closed-form transform of uniforms (below); any other sampler (Poisson, Binomial, gamma-based:
+# rejection loops, which JAX refuses or runs pathologically slowly with batched rbg keys) makes
+# the program draw with threefry, decided once per program at its first prediction.
 _FAST_RNG, _SAFE_RNG = "rbg", "threefry2x32"
+
+
+def _fast_samplers() -> set:
+    from .noise.additive import _StudentT  # its gamma draws loop on threefry keys of their own
+
+    return {
+        c.sample
+        for c in (dist.Normal, dist.BernoulliLogits, dist.BernoulliProbs, dist.CategoricalLogits,
+                  dist.CategoricalProbs, dist.Laplace, dist.Logistic, dist.Cauchy, _StudentT)
+    }
 
 
 def trace_count(model=None) -> int:
@@ -130,6 +143,20 @@ def _functions(model, static, names, shapes):
         keys = jax.random.split(jax.random.key(seed, impl=impl), n)
         return jax.vmap(one, in_axes=(0, 0, None))(values, keys, arrays)
 
+    def probe(values, arrays):
+        """True when every simulated site of the program samples without loops (see _FAST_RNG)."""
+        fast = []
+
+        def run(v, a):
+            tr = _simulated(trace(v, jax.random.key(0, impl=_SAFE_RNG), a))
+            fast.append(all(getattr(type(s["fn"]), "sample", None) in samplers for s in tr.values()))
+            return 0.0
+
+        samplers = _fast_samplers()
+        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), (values, arrays))
+        jax.eval_shape(run, *abstract)
+        return bool(fast and fast[0])
+
     def shared(values, seed, arrays, n, impl):
         _TRACES[key] += 1
         keys = jax.random.split(jax.random.key(seed, impl=impl), n)
@@ -184,7 +211,8 @@ def _functions(model, static, names, shapes):
         delta=jit(delta),
         log_prior=jit(log_terms),
         order=order,
-        impl=_FAST_RNG,
+        probe=probe,
+        impl=None,  # the random number generator, chosen at the first simulation
     )
     _CACHE[key] = fns
     while len(_CACHE) > _CACHE_SIZE:
@@ -195,6 +223,10 @@ def _functions(model, static, names, shapes):
 def _simulate(fns, which, *args, **kwargs):
     """Call the predictive function ``which`` ("per_draw" or "shared") on the program's random
     number generator: the fast one unless its noise model needs threefry (then, once, threefry)."""
+    if fns["impl"] is None:
+        values, arrays = args[0], args[2]
+        one = values if which == "shared" else jax.tree_util.tree_map(lambda v: v[0], values)
+        fns["impl"] = _FAST_RNG if fns["probe"](one, arrays) else _SAFE_RNG
     try:
         return fns[which](*args, impl=fns["impl"], **kwargs)
     except NotImplementedError:  # raised while tracing: nothing ran

@@ -244,8 +244,8 @@ def test_bad_input(line_data):
 
 
 def test_noise_generator_is_fast_where_it_can_be_and_deterministic(line_data):
-    """Predictive noise comes from XLA's RngBitGenerator ("rbg"); a Poisson site (JAX samples it
-    only with threefry keys) falls back to threefry once, with the same answers in distribution."""
+    """Predictive noise comes from XLA's RngBitGenerator ("rbg") where every sampler is a transform
+    of uniforms; a Poisson or Binomial site (rejection loops) makes the program use threefry."""
     from probmodels.predict import _fit_functions, _inputs
 
     fit = probmodels.fit(line, line_data, "laplace")
@@ -269,6 +269,11 @@ def test_noise_generator_is_fast_where_it_can_be_and_deterministic(line_data):
     x = p["x"].draws.reshape(-1)
     assert abs(x.mean()) < 5 / np.sqrt(x.size) and abs(x.std() - 1.0) < 5 / np.sqrt(2 * x.size)
     np.testing.assert_array_equal(p["c"].draws, mle.predict({"u": np.zeros(2)}, draws=20_000, seed=5)["c"].draws)
+    u2 = np.column_stack([np.ones(30), u])
+    n = np.full(30, 5.0)
+    binom = probmodels.fit(binomial_glm, {"u": u2, "n": n, "x": rng.binomial(5, 0.4, size=30).astype(float)}, "mle")
+    binom.predict({"u": u2[:3], "n": n[:3]}, draws=100)
+    assert _fit_functions(binom, _inputs(binom, {"u": u2[:3], "n": n[:3]}, "t")[0])["impl"] == "threefry2x32"
 
 
 def test_counted_quantiles_equal_numpy():
