@@ -6,9 +6,9 @@ simulations (``obs`` dropped), ``seed`` feeds the noise, and ``vmap`` runs all d
 compiled call. The noise is drawn with XLA's RngBitGenerator keys (``"rbg"``), 2-4 times
 faster on CPU than threefry, when every noise model samples by a closed-form transform of
 uniforms (Gaussian, Bernoulli, Categorical, Laplace, Logistic, Cauchy, Student-t); a program with
-a rejection sampler (Poisson, Binomial, ...) draws with threefry. The same seed gives the same draws. The compiled functions are
-kept per program and static data, so a second call with inputs of the same shapes compiles
-nothing (:func:`trace_count` counts the traces).
+a rejection sampler (Poisson, Binomial, ...) draws with threefry. The same seed gives the same
+draws. The compiled functions are kept per program and static data, so a second call with
+inputs of the same shapes compiles nothing (:func:`trace_count` counts the traces).
 
 The ``location`` of an observation is its noise model's predictor at each draw,
 ``noise.inverse_link(x_hat)``: the mean function for additive noise, the probability for
@@ -221,19 +221,13 @@ def _functions(model, static, names, shapes):
 
 
 def _simulate(fns, which, *args, **kwargs):
-    """Call the predictive function ``which`` ("per_draw" or "shared") on the program's random
-    number generator: the fast one unless its noise model needs threefry (then, once, threefry)."""
+    """Call the predictive function ``which`` ("per_draw" or "shared") with the program's random
+    number generator (chosen by an abstract trace at its first simulation, see ``_FAST_RNG``)."""
     if fns["impl"] is None:
         values, arrays = args[0], args[2]
         one = values if which == "shared" else jax.tree_util.tree_map(lambda v: v[0], values)
         fns["impl"] = _FAST_RNG if fns["probe"](one, arrays) else _SAFE_RNG
-    try:
-        return fns[which](*args, impl=fns["impl"], **kwargs)
-    except NotImplementedError:  # raised while tracing: nothing ran
-        if fns["impl"] == _SAFE_RNG:
-            raise
-        fns["impl"] = _SAFE_RNG
-        return fns[which](*args, impl=_SAFE_RNG, **kwargs)
+    return fns[which](*args, impl=fns["impl"], **kwargs)
 
 
 def _fit_functions(fit, static):
