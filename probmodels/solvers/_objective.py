@@ -553,8 +553,7 @@ class Objective:
         """``S^T S`` of the per-observation scores ``S`` at ``z``: the sandwich's meat."""
         scores = np.asarray(self.fns["scores"](np.asarray(z), self.arrays))
         if self.weights is not None:  # a row of weight w is w rows: sum_i w_i s_i s_i^T
-            w = self.weights
-            scores = scores * np.sqrt(np.repeat(w, scores.shape[0] // w.size) if scores.shape[0] % w.size == 0 else w)[:, None]
+            scores = scores * np.sqrt(np.asarray(self.fns["row_weights"](np.asarray(z), self.arrays)))[:, None]
         return scores.T @ scores
 
     def site_labels(self, name, shape):
@@ -852,6 +851,14 @@ def _pointwise(model, static, unravel, z_flat, arrays):
     return {k: s["fn"].log_prob(s["value"]) for k, s in tr.items() if _is_loglik_site(s)}
 
 
+def _row_weights(pointwise, z, arrays):
+    """The frequency weight of every per-observation term, laid out as the rows of ``scores``
+    (each site's terms raveled, the sites concatenated): ``w[i]`` for each term of row ``i``."""
+    w = arrays[WEIGHTS]
+    terms = pointwise(z, arrays).values()
+    return jnp.concatenate([jnp.ravel(jnp.broadcast_to(jnp.reshape(w, w.shape + (1,) * (v.ndim - 1)), v.shape)) for v in terms])
+
+
 def _batched(f, batch_size=256):
     """``f(z, arrays)`` over a leading axis of ``z``, ``batch_size`` draws at a time: a vmap over
     all 4000 draws at once holds 4000 copies of every per-observation intermediate (9 GB for a
@@ -881,6 +888,7 @@ def _functions(key, model, static, unravel, names):
         pointwise=jit(pointwise),
         pointwise_batch=_batched(pointwise),
         scores=jit(jax.jacfwd(flat_pointwise)),
+        row_weights=jit(partial(_row_weights, pointwise)),
         natural_jacobian=jit(
             jax.jacfwd(lambda z, a: jnp.concatenate([jnp.ravel(natural(z, a)[k]) for k in names]))
         ),
