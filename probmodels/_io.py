@@ -153,14 +153,19 @@ def _without(idata, group):
 
 def save(fit, path: str, *, draws: bool = True, log_likelihood: bool = True):
     """Write ``fit`` as NetCDF: its InferenceData plus the rest as JSON (see the module)."""
+    netcdf_data(fit, draws=draws, log_likelihood=log_likelihood).to_netcdf(str(path))
+    return path
+
+
+def netcdf_data(fit, *, draws: bool = True, log_likelihood: bool = True):
+    """The InferenceData :func:`save` writes (the report has its helper process write it)."""
     st = state(fit, log_likelihood) if draws else _state_without_draws(fit)
     idata = st.pop("idata")
     st.pop("draws")
     meta = dict(st, has_draws=bool(draws and fit.draws is not None))
     idata = idata.copy()
     idata.posterior.attrs[_ATTR] = json.dumps(_encode(meta))
-    idata.to_netcdf(str(path))
-    return path
+    return idata
 
 
 def _state_without_draws(fit) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import time
 
 import numpy as np
 import pandas as pd
+
+from . import _io, _report_helper
 
 __all__ = ["write", "markdown_table", "shown_findings", "timing_table"]
 
@@ -92,9 +93,7 @@ def long_comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
+    return _report_helper.render_png(fig, dpi=90)
 
 
 STYLE = """
@@ -131,25 +130,32 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
     os.makedirs(out, exist_ok=True)
     files = []
     images = {}
-    for key, fig in rep.figures.items():
-        data = _png(fig)
-        images[key] = data
-        path = os.path.join(out, f"{key}.png")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        files.append(path)
     for key, df in rep.tables.items():
         path = os.path.join(out, f"{key}.csv")
         _flat_columns(df).to_csv(path)
         files.append(path)
+    written = []
     for label, f in rep.fits.items():
         path = os.path.join(out, f"fit_{f.method}.nc")
         # what the report shows: a point fit's estimate and covariance (not 4000 draws of its
         # Gaussian approximation), a posterior's draws, the log-likelihood of NUTS and of the fit
         # whose LOO is shown (draws x observations: 7 MB for 4000 draws of 236 rows); probmodels.load
-        # reads each back as a Fit
-        f.save(path, draws=not f.is_point, log_likelihood=f.method == "nuts" or label == rep.loo_fit)
+        # reads each back as a Fit (Fit.save writes the same file)
+        idata = _io.netcdf_data(f, draws=not f.is_point, log_likelihood=f.method == "nuts" or label == rep.loo_fit)
+        pending = rep.helper.submit("netcdf", idata, path) if rep.helper is not None else None
+        written.append((pending, idata, path))
         files.append(path)
+    # (last: the report's helper renders the figures meanwhile, when it has them)
+    for key, fig in rep.figures.items():
+        got = rep.pngs.get(key)
+        data = got if isinstance(got, bytes) else _report_helper.resolve(got, lambda: _png(fig))
+        images[key] = data
+        path = os.path.join(out, f"{key}.png")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        files.append(path)
+    for pending, idata, path in written:  # (written by the helper, or here)
+        _report_helper.resolve(pending, lambda: idata.to_netcdf(path))
     timing_table(rep, time.perf_counter() - t0)
 
     md = [f"# {rep.title}", "", rep.description, ""]

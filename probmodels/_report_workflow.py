@@ -14,7 +14,7 @@ import arviz as az
 import numpy as np
 
 from .criteria import criteria
-from .predict import constant_data, prior_predictive
+from .predict import constant_data
 from .sensitivity import sensitivity
 
 __all__ = ["workflow_tables", "workflow_figures", "posterior_fit"]
@@ -70,18 +70,12 @@ def workflow_tables(rep) -> None:
         rep.findings.append(("prior sensitivity", label, table.attrs["unreliable"]))
 
 
-def workflow_figures(rep, program, data, observed) -> dict:
-    """The prior predictive check and the predictive figure per method."""
+def workflow_figures(rep, program, data, observed, prior_figure=None) -> dict:
+    """The prior predictive check (``prior_figure``, drawn by the report's helper or
+    :func:`probmodels._report_helper.prior_figure`) and the predictive figure per method."""
     figs = {}
-    try:
-        prior = prior_predictive(program, data, draws=200, seed=0)
-    except ValueError as err:  # a flat parameter: named in the error
-        rep.notes.append(f"no prior predictive check: {err}")
-        prior = None
-    if prior is not None and observed in prior.prior_predictive and "observed_data" in prior.groups():
-        ax = np.ravel(az.plot_ppc(prior, group="prior", num_pp_samples=100, figsize=(8, 4)))[0]
-        ax.set_title("prior predictive check (100 simulations from the priors)")
-        figs["prior_predictive"] = ax.figure
+    if prior_figure is not None:
+        figs["prior_predictive"] = prior_figure
     fits = {k: f for k, f in rep.fits.items() if f.is_point or f.draws is not None}
     if fits:
         u_key = _one_input(next(iter(fits.values())), observed)
@@ -146,7 +140,7 @@ def _ppcs(fits, observed):
             continue
         pp = idata.posterior_predictive
         n = int(np.prod([pp.sizes["chain"], pp.sizes["draw"]]))
-        az.plot_ppc(idata, num_pp_samples=min(50, n), ax=ax, var_names=[observed] if observed in pp else None, legend=False)
+        az.plot_ppc(idata, num_pp_samples=min(50, n), ax=ax, var_names=[observed] if observed in pp else None, legend=False, random_seed=0)
         ax.set_title(f"{label} ({'plug-in' if f.is_point else 'posterior'})", fontsize=9)
     fig.suptitle("Predictive checks: replicated against observed data, per method", y=1.02)
     fig.tight_layout()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "console"]
 
 
 def main(argv=None) -> int:
@@ -36,5 +38,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def console() -> None:
+    """The ``probmodels`` command: :func:`main`, then a quick exit.
+
+    Tearing down an interpreter that holds JAX, ArviZ and matplotlib (clearing every module,
+    collecting every object) takes 0.7-1.2 s on two cores, after the report is written. The
+    command flushes its output, runs the exit handlers (JAX's among them) and leaves without
+    that teardown; :func:`main` itself (tests, scripts) returns as usual.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None:  # pragma: no cover - not CPython
+        sys.exit(code)
+    run_exit_handlers()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -511,6 +511,8 @@ class Fit:
         """
         r = self._result
         old: Objective = r.objective
+        if not hasattr(old, "fns"):  # a loaded or unpickled fit: its saved numbers, no program
+            return self._saved_log_likelihood(data, model)
         if data is None and old.partitioned is not None:  # the fitted rows, on the cluster
             data = {**old.partitioned.part.fixed, **old.partitioned.part.rows}
         if is_partitioned(data):
@@ -532,6 +534,19 @@ class Fit:
             z = r.zdraws.reshape(-1, new.dim)
         ll = new.fns["pointwise_batch"](np.asarray(z), new.arrays)
         return np.concatenate([np.asarray(v).reshape(np.shape(v)[0], -1) for v in ll.values()], axis=1)
+
+    def _saved_log_likelihood(self, data, model) -> np.ndarray:
+        """:meth:`pointwise_log_likelihood` of a loaded fit: the draws' log-likelihood it was
+        saved with (a posterior's, on its own data)."""
+        idata = self._cache.get(("idata", True, False))
+        if data is not None or model is not None or self.is_point or idata is None or "log_likelihood" not in idata.groups():
+            raise ValueError(
+                f"pointwise_log_likelihood: this {self.method} fit was loaded (or unpickled) and holds "
+                "no program, only what was saved: the log-likelihood of a posterior's draws on its own "
+                "data when saved with log_likelihood=True; refit it to score new data or a point estimate"
+            )
+        ll = idata.log_likelihood
+        return np.concatenate([np.asarray(ll[k]).reshape(-1, int(np.prod(ll[k].shape[2:], dtype=int))) for k in ll.data_vars], axis=1)
 
     def interval(self, prob: float = HDI_PROB):
         """Per scalar parameter, the ``prob`` interval: Wald for mle/map, HDI of the draws otherwise."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _report_helper
 from ._data import as_data
 from .compare import compare, heldout
 from .fit import METHODS, fit
@@ -44,6 +46,7 @@ LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the 
 #: the methods a report fits when none are named
 REPORT_METHODS = tuple(name for name, solver in REGISTRY.items() if solver.report_default)
 MIN_HELDOUT = 10
+_DPI = 90  # the report's PNGs
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
 
@@ -64,6 +67,8 @@ class Report:
     timings: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
     loo_fit: str | None = None  # the fit whose LOO the noise-model comparison shows
+    pngs: dict = field(default_factory=dict, repr=False)  # figure -> PNG bytes, or a helper's Future
+    helper: object = field(default=None, repr=False, compare=False)  # the helper process, if used
 
 
 def load_spec(path):
@@ -122,7 +127,15 @@ def _progress(msg: str, quiet: bool):
         print(msg, file=sys.stderr, flush=True)
 
 
-def report(model: str | None = None, out: str | None = None, methods=REPORT_METHODS, *, quick: bool = False, quiet: bool = False) -> Report:
+def report(
+    model: str | None = None,
+    out: str | None = None,
+    methods=REPORT_METHODS,
+    *,
+    quick: bool = False,
+    quiet: bool = False,
+    helper: bool | None = None,
+) -> Report:
     """Fit a model-specification file by every method and set the answers side by side.
 
     Parameters
@@ -140,6 +153,11 @@ def report(model: str | None = None, out: str | None = None, methods=REPORT_METH
         ``quick``), for tests and previews, noted in the report.
     quiet : bool
         No progress on the terminal (stderr).
+    helper : bool, optional
+        Run the work that needs none of the report's fits (the ALTERNATIVES' fits, the prior
+        predictive check, PNG rendering) in a helper process beside this one. By default on with
+        two or more cores unless ``PROBMODELS_REPORT_HELPER=0``; the answers are the same either
+        way.
 
     Returns
     -------
@@ -175,16 +193,36 @@ def report(model: str | None = None, out: str | None = None, methods=REPORT_METH
     program = spec.program
     rep = Report(name=name, title=title, description=description, fits={})
     rep.timings["model file and data()"] = time.perf_counter() - t_all
+    pending = _start_helper(helper, path, data, methods, options, observed, alternatives)
+    rep.helper = pending.get("helper") if out is not None else None  # renders PNGs, writes NetCDF
     # ArviZ's own warnings become findings, not raw console output
     with warnings.catch_warnings(record=True) as raw:
         warnings.simplefilter("always")
-        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet)
+        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending)
     rep.findings += _gathered(raw)
     rep.timings["total"] = time.perf_counter() - t_all
     if out is not None:
         rep.files = write(rep, out, quick=quick, model_path=path)  # adds its own time to the table
         _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
     return rep
+
+
+def _start_helper(use, path, data, methods, options, observed, alternatives) -> dict:
+    """Hand the work that needs none of the fits to the helper process: ``{"helper": Helper,
+    task: Future}`` (empty without a helper; each task is then done here, as it is when the
+    helper fails)."""
+    if not (_report_helper.available() if use is None else use):
+        return {}
+    h = _report_helper.helper()
+    if h is None:
+        return {}
+    pending = {"helper": h, "prior": h.submit("prior_figure", os.path.abspath(path), data, observed, _DPI)}
+    posterior = [m for m in methods if REGISTRY[m].kind != "point"]
+    if alternatives and posterior:
+        method = _loo_method(methods)
+        quiet_options = {**options.get(method, {}), "progress": False}  # no bars from the helper
+        pending["alternatives"] = h.submit("alternative_fits", os.path.abspath(path), list(alternatives), data, method, quiet_options)
+    return pending
 
 
 def _gathered(records) -> list:
@@ -200,7 +238,7 @@ def _gathered(records) -> list:
     return out
 
 
-def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet):
+def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending):
     """The report's fits, tables and figures, each step timed into ``rep.timings``."""
     from . import _report_figures as figs
     from . import _report_workflow as workflow
@@ -262,32 +300,86 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
             f"out (it needs {MIN_HELDOUT})" + ("; the LOO comparison uses all of them" if alternatives else "")
         )
 
-    if alternatives and not any(REGISTRY[f.method].kind != "point" for f in rep.fits.values()):
-        # the noise-model comparison needs a posterior; fitting one the user did not ask for
-        # (NUTS on every alternative) would cost more than everything asked for
-        rep.notes.append(
-            f"no noise-model comparison of the {len(alternatives)} ALTERNATIVES: it needs a "
-            "posterior method (LOO), and none was asked for; add nuts or laplace to --methods "
-            "(e.g. --methods " + ",".join(methods + ["laplace"]) + ")"
-        )
-    elif alternatives:
-        t0 = time.perf_counter()
-        rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet)
-        rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
     rep.findings = findings(rep.fits)
     _progress("criteria and prior sensitivity ...", quiet)
     t0 = time.perf_counter()
+    notes_before = len(rep.notes)
     workflow.workflow_tables(rep)
     rep.timings["criteria and sensitivity"] = time.perf_counter() - t0
+
+    # (after the criteria, so that the helper has had longest to fit the alternatives; shown before)
+    if alternatives and not any(REGISTRY[f.method].kind != "point" for f in rep.fits.values()):
+        # the noise-model comparison needs a posterior; fitting one the user did not ask for
+        # (NUTS on every alternative) would cost more than everything asked for
+        rep.notes.insert(
+            notes_before,
+            f"no noise-model comparison of the {len(alternatives)} ALTERNATIVES: it needs a "
+            "posterior method (LOO), and none was asked for; add nuts or laplace to --methods "
+            "(e.g. --methods " + ",".join(methods + ["laplace"]) + ")",
+        )
+    elif alternatives:
+        t0 = time.perf_counter()
+        rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet, pending.get("alternatives"))
+        rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
+        for d in (rep.tables, rep.timings):
+            _put_before(d, "noise-model comparison (LOO)" if d is rep.timings else "loo", ("criteria", "sensitivity", "criteria and sensitivity"))
 
     # 3. figures
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
     rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives))
+    _render(rep)  # the helper renders these while the predictive figures are drawn here
     rep.timings["figures"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rep.figures.update(workflow.workflow_figures(rep, program, data, observed))
+    rep.figures.update(workflow.workflow_figures(rep, program, data, observed, _prior_figure(rep, program, data, observed, pending)))
+    _render(rep)
     rep.timings["predictive figures"] = time.perf_counter() - t0
+    import matplotlib.pyplot as plt
+
+    for fig in rep.figures.values():  # the Report holds them, pyplot need not: no pile of open
+        plt.close(fig)  # figures over a session, nor a notebook cell that shows them all
+
+
+def _put_before(d: dict, key, later: tuple) -> None:
+    """Move ``key`` of ``d`` (in place) before the first of the keys ``later`` that it holds."""
+    keys = list(d)
+    at = next((i for i, k in enumerate(keys) if k in later), None)
+    if key not in d or at is None or keys.index(key) < at:
+        return
+    keys.remove(key)
+    keys.insert(at, key)
+    items = {k: d[k] for k in keys}
+    d.clear()
+    d.update(items)
+
+
+def _render(rep):
+    """Send the figures not yet rendered to the helper (when there is one and files are written)."""
+    if rep.helper is None:
+        return
+    for key, fig in rep.figures.items():
+        if key not in rep.pngs:
+            try:
+                blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # a figure that does not pickle is rendered here
+                continue
+            rep.pngs[key] = rep.helper.submit("render", blob, _DPI)
+
+
+def _prior_figure(rep, program, data, observed, pending):
+    """The prior predictive check (from the helper when it drew it): the figure or None."""
+    local = lambda: _report_helper.prior_figure(program, data, observed) + (None,)  # noqa: E731
+    got = _report_helper.resolve(pending.get("prior"), lambda: None)
+    if got is None:
+        fig, note, png = local()
+    else:
+        blob, png, note = got
+        fig = None if blob is None else pickle.loads(blob)
+    if note:
+        rep.notes.append(note)
+    if fig is not None and png is not None:
+        rep.pngs["prior_predictive"] = png
+    return fig
 
 
 def _weighted_fit(program, data, method, options, weights):
@@ -320,31 +412,39 @@ def _truth(truth: dict, label: str, labels: list | None = None):
     return float(v.ravel()[entries.index(label)]) if v.size == len(entries) else np.nan
 
 
-def _loo(program, alternatives, data, rep, options, quiet):
-    """Noise-model selection: az.compare on LOO of every alternative (and the program itself)."""
+def _loo(program, alternatives, data, rep, options, quiet, pending=None):
+    """Noise-model selection: az.compare on LOO of every alternative (and the program itself);
+    the alternatives' fits come from the helper when it made them."""
     import arviz as az
 
-    posterior_method = _loo_method(rep)
+    from . import _io
+
+    posterior_method = _loo_method([f.method for f in rep.fits.values()])
     rep.loo_fit = REGISTRY[posterior_method].label
-    label_self = "program"
-    idatas, notes, alt_fits = {}, [], {}
     main = next((f for f in rep.fits.values() if f.method == posterior_method), None)
-    candidates = {label_self: (program, main)} | {k: (p, None) for k, p in alternatives.items()}
-    for label, (prog, f) in candidates.items():
-        if f is None:
-            _progress(f"LOO: fitting alternative {label!r} by {posterior_method} ...", quiet)
-            f = fit(prog, data, posterior_method, **options.get(posterior_method, {}))
-            alt_fits[label] = f
-            for w in f.diagnostics["warnings"]:
-                notes.append(f"{label}: {w}")
-            # LOO needs the log-likelihood alone: no replicates of an alternative's observations
-            idatas[label] = f.to_arviz(posterior_predictive=False)
-        else:  # the report's own fit: its full InferenceData serves the figures and its file too
-            idatas[label] = f.to_arviz()
-    table = az.compare(idatas, ic="loo")
+    if main is None:  # (the report runs _loo only with a posterior among its fits)
+        main = fit(program, data, posterior_method, **options.get(posterior_method, {}))
+    # the report's own fit: its full InferenceData serves the figures and its file too
+    idatas, notes = {"program": main.to_arviz()}, []
+
+    def local():
+        _progress(f"LOO: fitting the alternatives {list(alternatives)} by {posterior_method} ...", quiet)
+        return _report_helper.alternative_fits(alternatives, data, posterior_method, options.get(posterior_method, {}))
+
+    got = _report_helper.resolve(pending, lambda: None)
+    if got is not None:
+        _progress(f"LOO: the alternatives {list(alternatives)} were fitted by {posterior_method} in the helper process", quiet)
+    # (a restored Fit: the numbers, the InferenceData, no program)
+    fitted = local() if got is None else {k: (_io.restore(st), idata) for k, (st, idata) in got.items()}
+    alt_fits = {}
+    for label, (f, idata) in fitted.items():
+        alt_fits[label] = f
+        notes += [f"{label}: {w}" for w in f.diagnostics["warnings"]]
+        idatas[label] = idata  # LOO needs the log-likelihood alone: no replicated observations
+    loos = {label: az.loo(idata, pointwise=True) for label, idata in idatas.items()}
+    table = az.compare(loos, ic="loo")  # (from the LOOs above: each computed once)
     ks = {}
-    for label, idata in idatas.items():
-        loo = az.loo(idata, pointwise=True)
+    for label, loo in loos.items():
         k = np.asarray(loo.pareto_k).ravel()
         ks[label] = (int(np.sum(k > 0.7)), k.size)
     table["pareto_k_over_0.7"] = [f"{ks[i][0]} of {ks[i][1]}" for i in table.index]
@@ -357,10 +457,9 @@ def _loo(program, alternatives, data, rep, options, quiet):
     return table, notes, alt_fits
 
 
-def _loo_method(rep) -> str:
+def _loo_method(fitted: list) -> str:
     """The posterior the LOO comparison fits the alternatives by: the report's sampler if it ran
     one, else its first approximation, else the registry's first sampler."""
-    fitted = [f.method for f in rep.fits.values()]
     for kind in ("sampler", "approximation"):
         hit = [m for m in fitted if REGISTRY[m].kind == kind]
         if hit:

@@ -1,0 +1,330 @@
+"""The report's helper process: the work that needs none of the report's own fits runs beside it.
+
+A report is single-threaded Python for most of its time (tracing and lowering JAX programs,
+drawing figures), so on a machine with two or more cores a second process halves part of what
+the user waits for. The helper fits the ``ALTERNATIVES`` for the LOO comparison, draws the prior
+predictive check and renders PNGs while the main process fits every method and draws the other
+figures. It computes exactly what the main process would (the same functions, seeds and JAX
+settings; a test compares the two), and each task is redone in the main process when the helper
+cannot serve it (it failed to start, died, or raised): a genuine error is then raised there, with
+its usual traceback.
+
+The helper is a plain ``python -c`` subprocess that talks over two pipes (pickles both ways),
+not ``multiprocessing``: spawn would re-run the user's ``__main__`` script in the child. One
+helper serves every report of the session (started on first use, closed at exit). Python
+warnings raised in it come back and are raised again in the main process, so that the report
+gathers them as it gathers its own. ``PROBMODELS_REPORT_HELPER=0`` (or ``report(...,
+helper=False)``) keeps everything in one process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import traceback
+import warnings
+from collections import deque
+from concurrent.futures import Future
+
+__all__ = ["available", "helper", "close", "resolve", "render_png", "alternative_fits", "prior_figure"]
+
+_BOOT = (
+    "import os, pickle, sys\n"
+    "r = os.fdopen(int(sys.argv[1]), 'rb'); w = os.fdopen(int(sys.argv[2]), 'wb')\n"
+    "sys.path[:] = pickle.load(r)\n"
+    "from probmodels._report_helper import serve\n"
+    "serve(r, w)\n"
+)
+_HELPER = None
+_LOCK = threading.Lock()
+_STOP = object()
+_CLEAR_EVERY = 40  # tasks served between drops of the helper's compiled programs (a long session)
+
+
+def available() -> bool:
+    """Whether a report may use a helper: two or more cores and not switched off."""
+    if os.environ.get("PROBMODELS_REPORT_HELPER", "1").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2
+
+
+def helper() -> "Helper | None":
+    """The session's helper (started on first use), or None when it cannot start."""
+    global _HELPER
+    with _LOCK:
+        if _HELPER is not None and not _HELPER.alive():
+            _HELPER.close(wait=False)
+            _HELPER = None
+        if _HELPER is None:
+            try:
+                _HELPER = Helper()
+            except OSError:  # pragma: no cover - no subprocess here
+                return None
+        return _HELPER
+
+
+def close(wait: bool = False) -> None:
+    """Stop the session's helper (at exit; a later report starts a new one). It ends when its
+    input ends; ``wait`` waits for that (at exit nothing needs to)."""
+    global _HELPER
+    with _LOCK:
+        if _HELPER is not None:
+            _HELPER.close(wait)
+            _HELPER = None
+
+
+atexit.register(close)
+
+
+class Helper:
+    """One helper process; :meth:`submit` returns a ``Future`` (tasks run in order)."""
+
+    def __init__(self):
+        r_task, w_task = os.pipe()
+        r_res, w_res = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(r_task), str(w_res)],
+                pass_fds=(r_task, w_res),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(r_task)
+            os.close(w_res)
+        self._out = os.fdopen(w_task, "wb")
+        self._in = os.fdopen(r_res, "rb")
+        self._tasks: queue.Queue = queue.Queue()
+        self._pending: deque = deque()
+        self._served = 0
+        self.answered = 0  # tasks the helper served (a test checks that a report used it)
+        self._broken = False
+        self._tasks.put((list(sys.path), None))  # the helper imports what this process imports
+        threading.Thread(target=self._send, daemon=True, name="probmodels-helper-send").start()
+        threading.Thread(target=self._receive, daemon=True, name="probmodels-helper-receive").start()
+
+    def alive(self) -> bool:
+        return not self._broken and self.proc.poll() is None
+
+    def submit(self, task: str, *args) -> Future:
+        future: Future = Future()
+        self._served += 1
+        if self._served % _CLEAR_EVERY == 0:  # keep the helper under vm.max_map_count
+            self._tasks.put((("clear", ()), Future()))
+        self._tasks.put(((task, args), future))
+        return future
+
+    def _send(self):
+        while True:
+            item, future = self._tasks.get()
+            if item is _STOP:  # end of input: the helper's loop ends
+                try:
+                    self._out.close()
+                except OSError:
+                    pass
+                return
+            try:  # whole, before writing: a pickling error must not leave half a task in the pipe
+                blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as err:  # an object that does not pickle: done in the main process
+                if future is not None:
+                    future.set_exception(err)
+                continue
+            if self._broken:
+                if future is not None:
+                    future.set_exception(RuntimeError("the report's helper process stopped"))
+                continue
+            if future is not None:
+                self._pending.append(future)
+            try:
+                self._out.write(blob)
+                self._out.flush()
+            except OSError as err:  # the helper died: this and every later task fail at once
+                self._fail(err)
+
+    def _receive(self):
+        while True:
+            try:
+                reply = pickle.load(self._in)
+            except Exception as err:  # EOF: the helper ended
+                self._fail(err)
+                return
+            future = self._pending.popleft()
+            ok, value, caught = reply
+            if ok:
+                self.answered += 1
+                future.set_result((value, caught))
+            else:
+                future.set_exception(RuntimeError(value))
+
+    def _fail(self, err):
+        self._broken = True
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(RuntimeError(f"the report's helper process stopped: {err!r}"))
+
+    def close(self, wait: bool = True):
+        self._tasks.put((_STOP, None))
+        if not wait:
+            return
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # busy with a task nobody will read
+            self.proc.kill()
+            self.proc.wait()
+
+
+def resolve(future: Future | None, local):
+    """A helper task's value (its Python warnings raised again here), else ``local()``."""
+    if future is not None:
+        try:
+            value, caught = future.result()
+        except Exception:
+            pass
+        else:
+            for category, message, filename, lineno in caught:
+                warnings.warn_explicit(message, category, filename, lineno)
+            return value
+    return local()
+
+
+# ------------------------------------------------------------------ the tasks (both processes)
+
+
+def render_png(fig, dpi: int = 90) -> bytes:
+    """A figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def alternative_fits(alternatives: dict, data: dict, method: str, options: dict) -> dict:
+    """``{label: (Fit, InferenceData)}``: each alternative program fitted by ``method``, with the
+    InferenceData its LOO needs (no replicated observations)."""
+    from .fit import fit
+
+    out = {}
+    for label, program in alternatives.items():
+        f = fit(program, data, method, **options)
+        out[label] = (f, f.to_arviz(posterior_predictive=False))
+    return out
+
+
+def prior_figure(program, data: dict, observed: str):
+    """``(figure or None, note or None)``: the prior predictive check, or why there is none."""
+    import arviz as az
+    import numpy as np
+
+    from .predict import prior_predictive
+
+    try:
+        prior = prior_predictive(program, data, draws=200, seed=0)
+    except ValueError as err:  # a flat parameter: named in the error
+        return None, f"no prior predictive check: {err}"
+    if observed not in prior.prior_predictive or "observed_data" not in prior.groups():
+        return None, None
+    # (random_seed: which 100 of the 200 simulations are drawn, not numpy's global state)
+    ax = np.ravel(az.plot_ppc(prior, group="prior", num_pp_samples=100, figsize=(8, 4), random_seed=0))[0]
+    ax.set_title("prior predictive check (100 simulations from the priors)")
+    return ax.figure, None
+
+
+# ------------------------------------------------------------------ the helper's side
+
+
+def _task_alternative_fits(path, labels, data, method, options):
+    from . import _io
+    from .report import load_spec
+
+    _, spec = load_spec(path)
+    found = dict(getattr(spec, "ALTERNATIVES", {}) or {})
+    fits = alternative_fits({k: found[k] for k in labels}, data, method, options)
+    # a Fit pickles as its numbers (its compiled functions do not); the InferenceData travels
+    # beside it, without replicated observations
+    return {
+        k: (dict(_io.state_light(f), draws=f.draws, sample_stats=f._result.sample_stats, idata=idata), idata)
+        for k, (f, idata) in fits.items()
+    }
+
+
+def _task_prior_figure(path, data, observed, dpi):
+    from .report import load_spec
+
+    _, spec = load_spec(path)
+    fig, note = prior_figure(spec.program, data, observed)
+    if fig is None:
+        return None, None, note
+    import matplotlib.pyplot as plt
+
+    png = render_png(fig, dpi)
+    blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
+    plt.close(fig)
+    return blob, png, note
+
+
+def _task_render(blob, dpi):
+    import matplotlib.pyplot as plt
+
+    fig = pickle.loads(blob)
+    try:
+        return render_png(fig, dpi)
+    finally:
+        plt.close(fig)
+
+
+def _task_netcdf(idata, path):
+    idata.to_netcdf(path)
+
+
+def _task_clear():
+    from ._config import clear_compiled
+
+    clear_compiled()
+
+
+_TASKS = {
+    "alternative_fits": _task_alternative_fits,
+    "prior_figure": _task_prior_figure,
+    "render": _task_render,
+    "netcdf": _task_netcdf,
+    "clear": _task_clear,
+}
+
+
+def serve(reader, writer):
+    """The helper's loop: read ``(task, args)``, answer ``(ok, value, warnings)``, in order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (imported before the first task, not during it)
+
+    import probmodels  # noqa: F401  (JAX settings, as in the main process)
+
+    while True:
+        try:
+            task, args = pickle.load(reader)
+        except (EOFError, OSError):
+            return
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = _TASKS[task](*args)
+            reply = (True, value, [(w.category, str(w.message), w.filename, w.lineno) for w in caught])
+            blob = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # sent back as text: the main process redoes the task
+            blob = pickle.dumps((False, traceback.format_exc(), []), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            writer.write(blob)
+            writer.flush()
+        except OSError:
+            return
