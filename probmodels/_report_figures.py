@@ -60,8 +60,19 @@ def _selection(f, budget=MAX_PANELS):
     return [name], keep
 
 
-def all_figures(inputs: FigureInputs) -> dict:
-    """The report's figures (matplotlib), by name."""
+def all_figures(inputs: FigureInputs, *, posterior: bool = True, noise: bool = True) -> dict:
+    """The report's figures (matplotlib), by name: those of the fits (``posterior``: forest,
+    densities, trace, rank, predictive check) and the noise models' penalty geometry
+    (``noise``: it needs the alternatives' estimates)."""
+    figs = {}
+    if posterior:
+        figs.update(_fit_figures(inputs))
+    if noise:
+        figs.update(_noise_figures(inputs))
+    return figs
+
+
+def _fit_figures(inputs: FigureInputs) -> dict:
     figs = {}
     first = next(iter(inputs.fits.values()))
     fits = {k: f for k, f in inputs.fits.items() if f.draws is not None}
@@ -88,6 +99,11 @@ def all_figures(inputs: FigureInputs) -> dict:
         figs["rank"] = np.ravel(axes)[0].figure
     if post is not None and inputs.observed in inputs.data:
         figs["ppc"] = _ppc(inputs.program, inputs.data, inputs.observed, post, label)
+    return figs
+
+
+def _noise_figures(inputs: FigureInputs) -> dict:
+    figs = {}
     models = noise_models_at(inputs.program, inputs.data, inputs.point_values, "program")
     for alt_label, (alt, values) in inputs.alternatives.items():
         models.update(noise_models_at(alt, inputs.data, values, alt_label))

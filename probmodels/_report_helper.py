@@ -32,7 +32,7 @@ import warnings
 from collections import deque
 from concurrent.futures import Future
 
-__all__ = ["available", "helper", "close", "resolve", "render_png", "alternative_fits", "prior_figure"]
+__all__ = ["available", "helper", "close", "resolve", "take_back", "render_png", "alternative_fits", "prior_figure"]
 
 _BOOT = (
     "import os, pickle, sys\n"
@@ -133,6 +133,8 @@ class Helper:
                 except OSError:
                     pass
                 return
+            if future is not None and not future.set_running_or_notify_cancel():
+                continue  # taken back by the main process (take_back)
             try:  # whole, before writing: a pickling error must not leave half a task in the pipe
                 blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as err:  # an object that does not pickle: done in the main process
@@ -182,6 +184,13 @@ class Helper:
         except subprocess.TimeoutExpired:  # busy with a task nobody will read
             self.proc.kill()
             self.proc.wait()
+
+
+def take_back(future) -> bool:
+    """Take a task back from the helper's queue if it has not been sent yet (the caller does it
+    itself): True when taken. The main process takes from the back of the queue while the
+    helper works from the front, so that neither waits while the other has work queued."""
+    return isinstance(future, Future) and future.cancel()
 
 
 def resolve(future: Future | None, local):

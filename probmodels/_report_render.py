@@ -145,9 +145,18 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         pending = rep.helper.submit("netcdf", idata, path) if rep.helper is not None else None
         written.append((pending, idata, path))
         files.append(path)
-    # (last: the report's helper renders the figures meanwhile, when it has them)
+    # the helper works through its queue (the PNGs, then these files) from the front; this
+    # process takes tasks from the back until the two meet
+    for i, (pending, idata, path) in reversed(list(enumerate(written))):
+        if _report_helper.take_back(pending):
+            idata.to_netcdf(path)
+            written[i] = (None, None, path)
+    pngs = {key: rep.pngs.get(key) for key in rep.figures}
+    for key in reversed(list(pngs)):
+        if _report_helper.take_back(pngs[key]):
+            pngs[key] = _png(rep.figures[key])
     for key, fig in rep.figures.items():
-        got = rep.pngs.get(key)
+        got = pngs[key]
         data = got if isinstance(got, bytes) else _report_helper.resolve(got, lambda: _png(fig))
         images[key] = data
         path = os.path.join(out, f"{key}.png")
@@ -155,7 +164,8 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
             fh.write(data)
         files.append(path)
     for pending, idata, path in written:  # (written by the helper, or here)
-        _report_helper.resolve(pending, lambda: idata.to_netcdf(path))
+        if idata is not None:
+            _report_helper.resolve(pending, lambda: idata.to_netcdf(path))
     timing_table(rep, time.perf_counter() - t0)
 
     md = [f"# {rep.title}", "", rep.description, ""]

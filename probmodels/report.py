@@ -278,6 +278,13 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
+    # 3. the fits' figures first, so that the helper renders them while the rest is computed
+    _progress("figures ...", quiet)
+    t0 = time.perf_counter()
+    rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, {}), noise=False)
+    _render(rep)
+    rep.timings["figures"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     if n_obs >= MIN_HELDOUT:
         _progress("held-out comparison: refitting on 80% of the data ...", quiet)
@@ -321,15 +328,14 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         t0 = time.perf_counter()
         rep.tables["loo"], rep.loo_notes, rep.alternative_fits = _loo(program, alternatives, data, rep, options, quiet, pending.get("alternatives"))
         rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
-        for d in (rep.tables, rep.timings):
-            _put_before(d, "noise-model comparison (LOO)" if d is rep.timings else "loo", ("criteria", "sensitivity", "criteria and sensitivity"))
+        _put_before(rep.tables, "loo", ("criteria", "sensitivity"))
 
-    # 3. figures
-    _progress("figures ...", quiet)
+    # the noise models' figure (with the alternatives' estimates) and the predictive figures
+    _progress("predictive figures ...", quiet)
     t0 = time.perf_counter()
-    rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives))
-    _render(rep)  # the helper renders these while the predictive figures are drawn here
-    rep.timings["figures"] = time.perf_counter() - t0
+    rep.figures.update(figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives), posterior=False))
+    _render(rep)
+    rep.timings["figures"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     rep.figures.update(workflow.workflow_figures(rep, program, data, observed, _prior_figure(rep, program, data, observed, pending)))
     _render(rep)
@@ -338,6 +344,11 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
 
     for fig in rep.figures.values():  # the Report holds them, pyplot need not: no pile of open
         plt.close(fig)  # figures over a session, nor a notebook cell that shows them all
+    # (timings in the order of the report's sections, not of the work)
+    order = ["tables", "held-out refits (80%)", "noise-model comparison (LOO)", "criteria and sensitivity", "figures", "predictive figures"]
+    for key in order:
+        if key in rep.timings:
+            rep.timings[key] = rep.timings.pop(key)
 
 
 def _put_before(d: dict, key, later: tuple) -> None:

@@ -234,7 +234,7 @@ def test_report_compiles_nothing_twice(tmp_path, monkeypatch):
                 keys.append((msg.split("'")[1], msg.rsplit(" with key ", 1)[1]))
 
     marks = {}
-    for name in ("compare", "heldout"):  # called after the full-data fits and after the refits
+    for name in ("split_rows", "heldout"):  # called right before the refits and after them
         original = getattr(report_module, name)
 
         def marked(*args, _name=name, _original=original, **kwargs):
@@ -256,4 +256,4 @@ def test_report_compiles_nothing_twice(tmp_path, monkeypatch):
     assert "heldout" in rep.tables and len(keys) > 10  # the report ran and its compiles were seen
     repeated = [name for (name, key), n in collections.Counter(keys).items() if n > 1]
     assert not repeated, f"compiled more than once: {repeated}"
-    assert marks["heldout"] == marks["compare"], keys[marks["compare"] : marks["heldout"]]
+    assert marks["heldout"] == marks["split_rows"], keys[marks["split_rows"] : marks["heldout"]]
