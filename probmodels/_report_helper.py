@@ -3,8 +3,9 @@
 A report is single-threaded Python for most of its time (tracing and lowering JAX programs,
 drawing figures), so on a machine with two or more cores a second process halves part of what
 the user waits for. The helper fits the ``ALTERNATIVES`` for the LOO comparison, draws the prior
-predictive check and renders PNGs while the main process fits every method and draws the other
-figures. It computes exactly what the main process would (the same functions, seeds and JAX
+predictive check, renders PNGs and writes the NetCDF files while the main process fits every
+method and draws the other figures; the main process takes queued tasks back (from the back of
+the queue) when it would otherwise wait (:func:`take_back`). It computes exactly what the main process would (the same functions, seeds and JAX
 settings; a test compares the two), and each task is redone in the main process when the helper
 cannot serve it (it failed to start, died, or raised): a genuine error is then raised there, with
 its usual traceback.
@@ -68,7 +69,7 @@ def helper() -> "Helper | None":
         if _HELPER is None:
             try:
                 _HELPER = Helper()
-            except OSError:  # pragma: no cover - no subprocess here
+            except (OSError, ValueError):  # pragma: no cover - no subprocess, or no pass_fds (Windows)
                 return None
         return _HELPER
 
