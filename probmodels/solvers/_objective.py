@@ -13,6 +13,11 @@ program:
 * ``jacobian=True`` (Laplace, VI, NUTS, ``map(jacobian=True)``): the log-determinant of the
   unconstrained -> natural transform is added, as in numpyro's ``potential_energy``.
 
+Given as numbers instead of booleans, the two switches are traced weights (0 or 1) of those
+terms: the point solvers pass them so, and MLE, MAP and Laplace on one program and data shapes
+run the same compiled optimiser. A weight of 0 removes its terms exactly, derivatives included,
+even where a prior's log density is not finite (``_switched_sum``).
+
 The transform of every site is ``biject_to(site.support)`` evaluated *in the current trace*, so a
 support that depends on another parameter (``interval(0, 1 - alpha)``) moves with it.
 """
@@ -42,7 +47,7 @@ from .._data import as_data, first_index
 from ..noise import LaplaceNoise
 from ..program import _MARK, LATENT, OBSERVE, PARAM, support_text
 
-__all__ = ["Objective", "WEIGHTS", "weighted_program", "check_weights", "weighted_sum", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
+__all__ = ["Objective", "WEIGHTS", "weighted_program", "check_weights", "weighted_sum", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat", "is_switch"]
 
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 128
@@ -301,10 +306,12 @@ _PROTOTYPES: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
 
 class _FlatPriors(Messenger):
     """MLE: replace ``param`` priors (all, or only those named in ``only``) by a flat density over
-    the same support; the log density then has no prior term for them."""
+    the same support; the log density then has no prior term for them. With ``switched`` (a
+    :class:`_Switched`), each replaced prior's log density is gathered there instead, to be added
+    under a traced weight (``priors`` given as a number)."""
 
-    def __init__(self, fn=None, only=None):
-        self.only = only
+    def __init__(self, fn=None, only=None, switched=None, skip=()):
+        self.only, self.switched, self.skip = only, switched, skip
         super().__init__(fn)
 
     def process_message(self, msg):
@@ -315,7 +322,19 @@ class _FlatPriors(Messenger):
         if self.only is not None and msg["name"] not in self.only:
             return
         fn = msg["fn"]
+        if _is_flat(fn):
+            return
         msg["fn"] = dist.ImproperUniform(fn.support, fn.batch_shape, fn.event_shape)
+        if self.switched is not None and msg["name"] not in self.skip:
+            # the value and the scale are read when the term is computed (after the trace)
+            self.switched.priors.append(partial(_prior_term, fn, msg))
+
+
+def _prior_term(fn, msg):
+    """A prior's log density at the site's value, as ``log_density`` counts it (its scale)."""
+    lp = fn.log_prob(msg["value"])
+    scale = msg["scale"]
+    return lp if scale is None else scale * lp
 
 
 class _LaplaceMode(Messenger):
@@ -349,17 +368,66 @@ def _natural_value(z, jacobian, site):
     fn = site["fn"]
     t = biject_to(fn.support)
     value = t(z[name])
-    # jacobian: True/False for every site, or the names of the sites that get it (the latents of
-    # a marginal point fit, integrated on their unconstrained scale)
+    if _is_real(fn.support):
+        return value
+    # jacobian: True/False for every site, the names of the sites that get it (the latents of
+    # a marginal point fit, integrated on their unconstrained scale), or a _Switched that gathers
+    # the terms under a traced weight
+    if isinstance(jacobian, _Switched):
+        jacobian.log_dets.append(partial(_log_det, t, z[name], value, fn, site["scale"]))
+        return value
     if not isinstance(jacobian, bool):
         jacobian = name in jacobian
-    if jacobian and not _is_real(fn.support):
-        log_det = t.log_abs_det_jacobian(z[name], value)
-        extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
-        if extra > 0:
-            log_det = jnp.sum(log_det, axis=tuple(range(-extra, 0)))
-        numpyro.factor(f"_{name}_log_det", log_det)
+    if jacobian:
+        numpyro.factor(f"_{name}_log_det", _log_det(t, z[name], value, fn))
     return value
+
+
+def _log_det(t, z, value, fn, scale=None):
+    """``log|dT/dz|`` of one site, summed over its event dims (times the site's ``scale``, for a
+    term summed outside the trace: a factor site inside it gets the plates' scale itself)."""
+    log_det = t.log_abs_det_jacobian(z, value)
+    extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
+    if extra > 0:
+        log_det = jnp.sum(log_det, axis=tuple(range(-extra, 0)))
+    return log_det if scale is None else scale * log_det
+
+
+class _Switched:
+    """The terms of the log density that a traced weight switches (``priors`` or ``jacobian``
+    given as numbers, not booleans): each one a thunk, so that it is computed only inside the
+    ``lax.cond`` branch that a non-zero weight takes (see :func:`_switched_sum`)."""
+
+    def __init__(self):
+        self.priors, self.log_dets = [], []
+
+
+def _switched_sum(weight, thunks):
+    """``weight * sum(thunk() for thunk in thunks)``, and exactly 0 (value, gradient and Hessian)
+    where ``weight == 0``.
+
+    The terms are computed inside the branch of a ``lax.cond``, not outside a ``where`` or a
+    product: a prior's log density can be -inf or NaN where the MLE goes (a value that rounded
+    onto the boundary of its support, a scale that underflowed to 0), and ``0 * inf``, or the
+    zero cotangent of a ``where`` times an infinite local derivative, is NaN. Only the taken
+    branch runs and is differentiated (the weight is never batched, so the cond stays a cond
+    under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1 the terms are
+    today's exactly, only summed after the rest of the log density."""
+    if not thunks:
+        return 0.0
+    weight = jnp.asarray(weight, jnp.float64)
+
+    def on():
+        total = sum((jnp.sum(t()) for t in thunks), start=jnp.zeros((), jnp.float64))
+        return (weight * total).astype(jnp.float64)
+
+    return jax.lax.cond(weight != 0.0, on, lambda: jnp.zeros((), jnp.float64))
+
+
+def is_switch(value) -> bool:
+    """Is ``priors`` / ``jacobian`` a traced weight (a number or array) rather than a static
+    choice (a bool, or the names of the sites that get the log-Jacobian)?"""
+    return not isinstance(value, (bool, np.bool_, frozenset, set, tuple, list))
 
 
 def _is_real(support) -> bool:
@@ -807,12 +875,22 @@ def _log_joint(
     """``log p(x, T(z))`` (+ ``log|dT/dz|`` with ``jacobian``); ``priors=False`` flattens every
     ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
     ``laplace_noise="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
-    surrogate; ``obs_scale`` scales the log-likelihood (minibatches)."""
+    surrogate; ``obs_scale`` scales the log-likelihood (minibatches).
+
+    ``priors`` and ``jacobian`` may also be numbers, traced inputs of the compiled code (the point
+    solvers pass them so): the weight of the ``param`` priors other than ``drop`` (0: MLE, 1: MAP)
+    and of the log-Jacobian (0 or 1), so that MLE, MAP and Laplace run one compiled program. A
+    weight of 0 removes its terms exactly, derivatives included (:func:`_switched_sum`)."""
     if key is not None:  # (None: the prototype trace's own check)
         _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
-    m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
-    if not priors:
+    switched = _Switched() if is_switch(priors) or is_switch(jacobian) else None
+    m = handlers.substitute(
+        model, substitute_fn=partial(_natural_value, z, switched if is_switch(jacobian) else jacobian)
+    )
+    if is_switch(priors):
+        m = _FlatPriors(m, switched=switched, skip=frozenset(drop))
+    elif not priors:
         m = _FlatPriors(m)
     elif drop:
         m = _FlatPriors(m, only=frozenset(drop))
@@ -826,6 +904,11 @@ def _log_joint(
     # trace and substitute see only the unconstrained model's "z").
     with handlers.block():
         logp, _ = log_density(m, (), {**static, **arrays}, {})
+    if switched is not None:
+        if is_switch(priors):
+            logp = logp + _switched_sum(priors, switched.priors)
+        if is_switch(jacobian):
+            logp = logp + _switched_sum(jacobian, switched.log_dets)
     return logp
 
 
