@@ -202,3 +202,40 @@ def test_prior_and_jacobian_weights_of_the_log_density(rng):
             got, ref = derivatives(obj, [-0.4], priors=p, jacobian=j), derivatives(obj, [-0.4], priors=bool(p), jacobian=bool(j))
             for a, b in zip(got, ref):
                 np.testing.assert_allclose(a, b, rtol=1e-14)  # the same terms, summed in another order
+
+
+class _HandNormal(dist.Distribution):
+    """A user's prior that is no JAX pytree (no pytree fields declared): the switched prior term
+    falls back to a cond over closures for it."""
+
+    support = dist.constraints.real
+
+    def __init__(self, loc, scale):
+        self.loc, self.scale = loc, scale
+        super().__init__(batch_shape=np.shape(loc))
+
+    def log_prob(self, value):
+        return dist.Normal(self.loc, self.scale).log_prob(value)
+
+    def sample(self, key, sample_shape=()):
+        return dist.Normal(self.loc, self.scale).sample(key, sample_shape)
+
+
+def hand_prior(u, x=None):
+    b = param("b", _HandNormal(0.0, 0.2))
+    return observe("x", b * u + noise.Gaussian(1.0), obs=x)
+
+
+def library_prior(u, x=None):
+    b = param("b", dist.Normal(0.0, 0.2))
+    return observe("x", b * u + noise.Gaussian(1.0), obs=x)
+
+
+def test_a_prior_that_is_no_pytree_is_switched_too(rng):
+    u = rng.normal(size=30)
+    data = {"u": u, "x": 0.8 * u + rng.normal(size=30)}
+    for method in ("mle", "map"):
+        a, b = probmodels.fit(hand_prior, data, method), probmodels.fit(library_prior, data, method)
+        np.testing.assert_allclose(a.estimate["b"], b.estimate["b"], rtol=1e-12)  # the same density
+    # closed form: MAP = sum(u x) / (sum(u^2) + 1 / 0.2^2), the MLE without the prior's 25
+    np.testing.assert_allclose(a.estimate["b"], u @ data["x"] / (u @ u + 25.0), rtol=1e-9)

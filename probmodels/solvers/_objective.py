@@ -29,6 +29,7 @@ import functools
 import inspect
 import weakref
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -326,15 +327,8 @@ class _FlatPriors(Messenger):
             return
         msg["fn"] = dist.ImproperUniform(fn.support, fn.batch_shape, fn.event_shape)
         if self.switched is not None and msg["name"] not in self.skip:
-            # the value and the scale are read when the term is computed (after the trace)
-            self.switched.priors.append(partial(_prior_term, fn, msg))
-
-
-def _prior_term(fn, msg):
-    """A prior's log density at the site's value, as ``log_density`` counts it (its scale)."""
-    lp = fn.log_prob(msg["value"])
-    scale = msg["scale"]
-    return lp if scale is None else scale * lp
+            # the value and the scale are final once the site is traced: read them then
+            self.switched.priors.append((fn, msg))
 
 
 class _LaplaceMode(Messenger):
@@ -374,7 +368,7 @@ def _natural_value(z, jacobian, site):
     # a marginal point fit, integrated on their unconstrained scale), or a _Switched that gathers
     # the terms under a traced weight
     if isinstance(jacobian, _Switched):
-        jacobian.log_dets.append(partial(_log_det, t, z[name], value, fn, site["scale"]))
+        jacobian.log_dets.append(_LogDetTerm(t, z[name], value, fn, site["scale"]))
         return value
     if not isinstance(jacobian, bool):
         jacobian = name in jacobian
@@ -395,33 +389,70 @@ def _log_det(t, z, value, fn, scale=None):
 
 class _Switched:
     """The terms of the log density that a traced weight switches (``priors`` or ``jacobian``
-    given as numbers, not booleans): each one a thunk, so that it is computed only inside the
+    given as numbers, not booleans), gathered during the trace and computed only inside the
     ``lax.cond`` branch that a non-zero weight takes (see :func:`_switched_sum`)."""
 
     def __init__(self):
         self.priors, self.log_dets = [], []
 
 
-def _switched_sum(weight, thunks):
-    """``weight * sum(thunk() for thunk in thunks)``, and exactly 0 (value, gradient and Hessian)
-    where ``weight == 0``.
+class _PriorTerm(NamedTuple):
+    """A prior's log density at its site's value, as ``log_density`` counts it (its scale). A
+    pytree (numpyro distributions are), so that the cond's branches are module-level functions
+    of explicit operands, whose traces JAX reuses across the ~10 traces of the objective."""
+
+    fn: object
+    value: object
+    scale: object
+
+    def compute(self):
+        lp = self.fn.log_prob(self.value)
+        return lp if self.scale is None else self.scale * lp
+
+
+class _LogDetTerm(NamedTuple):
+    """A site's ``log|dT/dz|`` (see :func:`_log_det`), as a pytree of explicit operands."""
+
+    t: object
+    z: object
+    value: object
+    fn: object
+    scale: object
+
+    def compute(self):
+        return _log_det(self.t, self.z, self.value, self.fn, self.scale)
+
+
+def _terms_on(weight, terms):
+    total = jnp.zeros((), jnp.float64)
+    for term in terms:
+        total = total + jnp.sum(term.compute())
+    return (weight * total).astype(jnp.float64)
+
+
+def _terms_off(weight, terms):
+    return jnp.zeros((), jnp.float64)
+
+
+def _switched_sum(weight, terms):
+    """``weight * sum(term.compute() for term in terms)``, and exactly 0 (value, gradient and
+    Hessian) where ``weight == 0``.
 
     The terms are computed inside the branch of a ``lax.cond``, not outside a ``where`` or a
-    product: a prior's log density can be -inf or NaN where the MLE goes (a value that rounded
-    onto the boundary of its support, a scale that underflowed to 0), and ``0 * inf``, or the
-    zero cotangent of a ``where`` times an infinite local derivative, is NaN. Only the taken
-    branch runs and is differentiated (the weight is never batched, so the cond stays a cond
-    under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1 the terms are
-    today's exactly, only summed after the rest of the log density."""
-    if not thunks:
+    product: a prior's log density can be -inf or NaN where the MLE goes (a point-mass prior, a
+    value that rounded onto the boundary of its support, a scale that underflowed to 0), and
+    ``0 * inf``, or the zero cotangent of a ``where`` times an infinite local derivative, is NaN.
+    Only the taken branch runs and is differentiated (the weight is never batched, so the cond
+    stays a cond under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1
+    the terms are the static switch's exactly, only summed after the rest of the log density."""
+    if not terms:
         return 0.0
     weight = jnp.asarray(weight, jnp.float64)
-
-    def on():
-        total = sum((jnp.sum(t()) for t in thunks), start=jnp.zeros((), jnp.float64))
-        return (weight * total).astype(jnp.float64)
-
-    return jax.lax.cond(weight != 0.0, on, lambda: jnp.zeros((), jnp.float64))
+    try:
+        return jax.lax.cond(weight != 0.0, _terms_on, _terms_off, weight, list(terms))
+    except Exception:  # noqa: BLE001 - a prior that is no pytree (a user's distribution without pytree fields)
+        # the branches as closures over the terms: traced anew each time, but any object will do
+        return jax.lax.cond(weight != 0.0, lambda: _terms_on(weight, terms), lambda: _terms_off(weight, terms))
 
 
 def is_switch(value) -> bool:
@@ -906,7 +937,8 @@ def _log_joint(
         logp, _ = log_density(m, (), {**static, **arrays}, {})
     if switched is not None:
         if is_switch(priors):
-            logp = logp + _switched_sum(priors, switched.priors)
+            terms = [_PriorTerm(fn, msg["value"], msg["scale"]) for fn, msg in switched.priors]
+            logp = logp + _switched_sum(priors, terms)
         if is_switch(jacobian):
             logp = logp + _switched_sum(jacobian, switched.log_dets)
     return logp
