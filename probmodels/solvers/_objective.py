@@ -944,6 +944,18 @@ def _log_joint(
     return logp
 
 
+def _param_priors(model, static, unravel, z_flat, arrays, weight):
+    """``weight`` times the ``param`` priors' log density at ``T(z)``, exactly 0 (derivatives
+    included) where ``weight`` is 0: the switched prior term of :func:`_log_joint` alone. The
+    marginal point fit adds it outside its inner solve over the latents, which it does not
+    depend on, so that the marginal MLE and MAP share that solve's compiled program."""
+    switched = _Switched()
+    m = _FlatPriors(handlers.substitute(model, substitute_fn=partial(_natural_value, unravel(z_flat), False)), switched=switched)
+    with handlers.block():
+        handlers.trace(m).get_trace(**static, **arrays)
+    return _switched_sum(weight, [_PriorTerm(fn, msg["value"], msg["scale"]) for fn, msg in switched.priors])
+
+
 def _trace_at(model, static, unravel, z_flat, arrays):
     z = unravel(z_flat)
     m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, False))
@@ -996,6 +1008,7 @@ def _functions(key, model, static, unravel, names):
 
     fns = dict(
         log_joint_raw=log_joint,
+        param_priors=partial(_param_priors, model, static, unravel),
         log_joint=jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace_noise")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jit(natural),
