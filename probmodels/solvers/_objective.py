@@ -397,9 +397,7 @@ class _Switched:
 
 
 class _PriorTerm(NamedTuple):
-    """A prior's log density at its site's value, as ``log_density`` counts it (its scale). A
-    pytree (numpyro distributions are), so that the cond's branches are module-level functions
-    of explicit operands, whose traces JAX reuses across the ~10 traces of the objective."""
+    """A prior's log density at its site's value, as ``log_density`` counts it (its scale)."""
 
     fn: object
     value: object
@@ -411,7 +409,7 @@ class _PriorTerm(NamedTuple):
 
 
 class _LogDetTerm(NamedTuple):
-    """A site's ``log|dT/dz|`` (see :func:`_log_det`), as a pytree of explicit operands."""
+    """A site's ``log|dT/dz|`` (see :func:`_log_det`)."""
 
     t: object
     z: object
@@ -430,10 +428,6 @@ def _terms_on(weight, terms):
     return (weight * total).astype(jnp.float64)
 
 
-def _terms_off(weight, terms):
-    return jnp.zeros((), jnp.float64)
-
-
 def _switched_sum(weight, terms):
     """``weight * sum(term.compute() for term in terms)``, and exactly 0 (value, gradient and
     Hessian) where ``weight == 0``.
@@ -444,15 +438,17 @@ def _switched_sum(weight, terms):
     ``0 * inf``, or the zero cotangent of a ``where`` times an infinite local derivative, is NaN.
     Only the taken branch runs and is differentiated (the weight is never batched, so the cond
     stays a cond under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1
-    the terms are the static switch's exactly, only summed after the rest of the log density."""
+    the terms are the static switch's exactly, only summed after the rest of the log density.
+
+    The branches close over the terms (JAX turns the tracers they hold into operands, in the
+    order the branch uses them). Not the terms as pytree operands: the order in which numpyro
+    flattens a distribution follows a set of field names, which changes with the process's hash
+    seed, and so would the compiled program and its persistent-cache key (a miss in every other
+    process); nor would a user's distribution without pytree fields survive it."""
     if not terms:
         return 0.0
     weight = jnp.asarray(weight, jnp.float64)
-    try:
-        return jax.lax.cond(weight != 0.0, _terms_on, _terms_off, weight, list(terms))
-    except Exception:  # noqa: BLE001 - a prior that is no pytree (a user's distribution without pytree fields)
-        # the branches as closures over the terms: traced anew each time, but any object will do
-        return jax.lax.cond(weight != 0.0, lambda: _terms_on(weight, terms), lambda: _terms_off(weight, terms))
+    return jax.lax.cond(weight != 0.0, lambda: _terms_on(weight, terms), lambda: jnp.zeros((), jnp.float64))
 
 
 def is_switch(value) -> bool:
