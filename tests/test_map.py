@@ -206,7 +206,7 @@ def test_prior_and_jacobian_weights_of_the_log_density(rng):
 
 class _HandNormal(dist.Distribution):
     """A user's prior that is no JAX pytree (no pytree fields declared): the switched prior term
-    falls back to a cond over closures for it."""
+    closes over it, so any distribution will do."""
 
     support = dist.constraints.real
 
