@@ -1,9 +1,11 @@
 """The marginal likelihood of the params with every ``latent`` site integrated out (Laplace).
 
 For a program with params ``theta`` and latents ``u`` (unconstrained), ``f(theta, u) = -log p(x,
-u | theta)`` (the param priors in it for MAP, none for MLE; the log-Jacobian of each constrained
-latent's transform always, since the integral is taken on the unconstrained scale), the point
-solvers maximise the Laplace approximation (as lme4's ``glmer``, glmmTMB and TMB do)
+u | theta)`` (the log-Jacobian of each constrained latent's transform always, since the integral
+is taken on the unconstrained scale), the point solvers maximise the Laplace approximation (as
+lme4's ``glmer``, glmmTMB and TMB do), plus the params' log prior for MAP: it does not involve
+the latents, so it is added outside the inner solve under a traced weight (0 for MLE), and the
+marginal MLE and MAP run one compiled program
 
 .. math::
 
@@ -174,10 +176,13 @@ def _solve(chol, v, arrays):
 
 class _Fns:
     """The marginal objective's building blocks over ``theta`` (params) and ``u`` (latents);
-    ``kw`` (priors, jacobian, ...) selects the joint density's configuration."""
+    ``kw`` (jacobian, ...) selects the joint density's configuration, without the param priors:
+    they do not involve the latents, and are added to the marginal outside the inner solve under
+    a traced weight (``param_priors``), so that the marginal MLE and MAP share one program."""
 
-    def __init__(self, joint_raw, D, P, L, b):
+    def __init__(self, joint_raw, param_priors, D, P, L, b):
         self.raw, self.D, self.P, self.L, self.b = joint_raw, D, jnp.asarray(P), jnp.asarray(L), b
+        self.param_priors = param_priors
         self.n_u = len(L)
         self._joint = {}
 
@@ -298,14 +303,16 @@ class _Fns:
 
         return mode
 
-    def neg_marginal(self, theta, arrays, eps, kw):
-        """``-log L(theta)`` (Laplace) and, as values only, the conditional modes, their
-        conditional variances ``diag(H_uu^{-1})`` and the squared Newton decrement there."""
+    def neg_marginal(self, theta, arrays, eps, kw, priors):
+        """``-log L(theta)`` (Laplace) less ``priors`` times the params' log prior, and, as values
+        only, the conditional modes, their conditional variances ``diag(H_uu^{-1})`` and the
+        squared Newton decrement there."""
         u = self.mode(theta, arrays, eps, kw)
         blocks, grad_u = self.hessian_blocks(theta, u, arrays, eps, kw)
         chol = jnp.linalg.cholesky(blocks)
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)))
         value = self.f(theta, u, arrays, eps, kw) + 0.5 * logdet - 0.5 * self.n_u * _LOG_2PI
+        value = value - self.param_priors(self.assemble(theta, u), _joint_arrays(arrays), priors)
         sg = jax.lax.stop_gradient
         g_u = sg(grad_u(u))
         var = _scatter(jnp.diagonal(jnp.linalg.inv(sg(blocks)), axis1=1, axis2=2), arrays)
@@ -322,21 +329,25 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         return cache[key]
     joint = obj.fns
     latent_names = frozenset(s["name"] for s in obj.sites if s["kind"] == LATENT)
-    fns_ = _Fns(joint["log_joint_raw"], obj.dim, P, L, b)
+    fns_ = _Fns(joint["log_joint_raw"], joint["param_priors"], obj.dim, P, L, b)
 
-    def kwargs(priors, jacobian, drop, laplace_noise):
-        # the latents' log-Jacobian always: the integral is over their unconstrained scale
+    def kwargs(jacobian, drop, laplace_noise):
+        # the latents' log-Jacobian always: the integral is over their unconstrained scale. The
+        # param priors are added outside the inner solve (_Fns.neg_marginal); drop (an L1 term)
+        # has none to flatten then
         jac = True if jacobian is True else latent_names
-        return dict(priors=priors, jacobian=jac, drop=drop, laplace_noise=laplace_noise)
+        return dict(priors=False, jacobian=jac, laplace_noise=laplace_noise)
 
     compiled = {}
+    priors_at = jit(joint["param_priors"])
 
     def configured(priors, jacobian, drop=(), laplace_noise="exact"):
-        kw = kwargs(priors, jacobian, drop, laplace_noise)
+        kw = kwargs(jacobian, drop, laplace_noise)
         key = tuple(sorted(kw.items()))
         if key not in compiled:
             compiled[key] = _compiled(fns_, kw)
-        return compiled[key]
+        evaluate, weight = compiled[key], float(bool(priors))
+        return lambda theta, arrays: evaluate(theta, arrays, weight)
 
     def log_marginal(z, arrays, eps=None, obs_scale=None, *, priors=True, jacobian=True, drop=(), laplace_noise="exact"):
         """The (Laplace) marginal log density over the params, traceable (the point fit itself
@@ -344,7 +355,7 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         if obs_scale is not None:
             raise ValueError("the marginal (Laplace) objective takes no minibatches")
         eps = 0.0 if eps is None else eps
-        return -fns_.neg_marginal(z, arrays, eps, kwargs(priors, jacobian, drop, laplace_noise))[0]
+        return -fns_.neg_marginal(z, arrays, eps, kwargs(jacobian, drop, laplace_noise), priors)[0]
 
     param_names = [s["name"] for s in obj.sites if s["kind"] == PARAM]
 
@@ -370,11 +381,12 @@ def _marginal_fns(obj: Objective, b: int, P, L):
         z[P], z[L] = theta, at["u"]
         data = _joint_arrays(arrays)
         extra = 0.0
-        if priors or jacobian:
-            jac = True if jacobian else latent_names
-            extra = float(joint["log_joint"](z, data, priors=priors, jacobian=jac)) - float(
+        if jacobian:
+            extra = float(joint["log_joint"](z, data, priors=priors, jacobian=True)) - float(
                 joint["log_joint"](z, data, priors=False, jacobian=latent_names)
             )
+        elif priors:  # (the MLE's program: the weight is an argument)
+            extra = float(priors_at(z, data, 1.0))
         natural_values = joint["natural"](z, data)
         return dict(z=z, var=at["var"], dec2=at["dec2"], natural=natural_values, log_likelihood=-float(at["value"]) - extra)
 
@@ -394,9 +406,10 @@ def _marginal_fns(obj: Objective, b: int, P, L):
 
 
 def _compiled(fns_: _Fns, kw: dict):
-    """``evaluate(theta, arrays) -> dict(value, grad, hess, u, var, dec2)`` (numpy): the negative
-    marginal, its exact gradient and Hessian over the params and the latents' conditional modes
-    and variances, from one compiled program per configuration.
+    """``evaluate(theta, arrays, priors) -> dict(value, grad, hess, u, var, dec2)`` (numpy): the
+    negative marginal, its exact gradient and Hessian over the params and the latents'
+    conditional modes and variances, from one compiled program per configuration (``priors``,
+    the weight of the param priors, is a traced input: MLE and MAP share it).
 
     The outer optimisation runs in Python over this program (``d`` is a handful of params; a
     step costs one call), as TMB's outer optimiser does. Traced into the point solver's compiled
@@ -406,9 +419,9 @@ def _compiled(fns_: _Fns, kw: dict):
     (a host callback) can deadlock XLA's CPU thread pool.
     """
 
-    def everything(theta, arrays):
+    def everything(theta, arrays, priors):
         def value_grad(th):
-            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, 0.0, kw), has_aux=True)(th)
+            (value, aux), grad = jax.value_and_grad(lambda t: fns_.neg_marginal(t, arrays, 0.0, kw, priors), has_aux=True)(th)
             return grad, (value, grad, aux)
 
         hess, (value, grad, aux) = jax.jacfwd(value_grad, has_aux=True)(theta)
@@ -416,8 +429,8 @@ def _compiled(fns_: _Fns, kw: dict):
 
     program = jit(everything)
 
-    def evaluate(theta, arrays):
-        return jax.tree_util.tree_map(np.asarray, program(np.asarray(theta, np.float64), arrays))
+    def evaluate(theta, arrays, priors):
+        return jax.tree_util.tree_map(np.asarray, program(np.asarray(theta, np.float64), arrays, float(priors)))
 
     return evaluate
 

@@ -13,6 +13,11 @@ program:
 * ``jacobian=True`` (Laplace, VI, NUTS, ``map(jacobian=True)``): the log-determinant of the
   unconstrained -> natural transform is added, as in numpyro's ``potential_energy``.
 
+Given as numbers instead of booleans, the two switches are traced weights (0 or 1) of those
+terms: the point solvers pass them so, and MLE, MAP and Laplace on one program and data shapes
+run the same compiled optimiser. A weight of 0 removes its terms exactly, derivatives included,
+even where a prior's log density is not finite (``_switched_sum``).
+
 The transform of every site is ``biject_to(site.support)`` evaluated *in the current trace*, so a
 support that depends on another parameter (``interval(0, 1 - alpha)``) moves with it.
 """
@@ -24,6 +29,7 @@ import functools
 import inspect
 import weakref
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +48,7 @@ from .._data import as_data, first_index
 from ..noise import LaplaceNoise
 from ..program import _MARK, LATENT, OBSERVE, PARAM, support_text
 
-__all__ = ["Objective", "WEIGHTS", "weighted_program", "check_weights", "weighted_sum", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat"]
+__all__ = ["Objective", "WEIGHTS", "weighted_program", "check_weights", "weighted_sum", "trace_count", "site_coords", "site_labels", "prior_text", "split_data", "static_key", "is_loglik_site", "is_flat", "is_switch"]
 
 _CACHE: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
 _CACHE_SIZE = 128
@@ -301,10 +307,12 @@ _PROTOTYPES: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
 
 class _FlatPriors(Messenger):
     """MLE: replace ``param`` priors (all, or only those named in ``only``) by a flat density over
-    the same support; the log density then has no prior term for them."""
+    the same support; the log density then has no prior term for them. With ``switched`` (a
+    :class:`_Switched`), each replaced prior's log density is gathered there instead, to be added
+    under a traced weight (``priors`` given as a number)."""
 
-    def __init__(self, fn=None, only=None):
-        self.only = only
+    def __init__(self, fn=None, only=None, switched=None, skip=()):
+        self.only, self.switched, self.skip = only, switched, skip
         super().__init__(fn)
 
     def process_message(self, msg):
@@ -315,7 +323,12 @@ class _FlatPriors(Messenger):
         if self.only is not None and msg["name"] not in self.only:
             return
         fn = msg["fn"]
+        if _is_flat(fn):
+            return
         msg["fn"] = dist.ImproperUniform(fn.support, fn.batch_shape, fn.event_shape)
+        if self.switched is not None and msg["name"] not in self.skip:
+            # the value and the scale are final once the site is traced: read them then
+            self.switched.priors.append((fn, msg))
 
 
 class _LaplaceMode(Messenger):
@@ -349,17 +362,99 @@ def _natural_value(z, jacobian, site):
     fn = site["fn"]
     t = biject_to(fn.support)
     value = t(z[name])
-    # jacobian: True/False for every site, or the names of the sites that get it (the latents of
-    # a marginal point fit, integrated on their unconstrained scale)
+    if _is_real(fn.support):
+        return value
+    # jacobian: True/False for every site, the names of the sites that get it (the latents of
+    # a marginal point fit, integrated on their unconstrained scale), or a _Switched that gathers
+    # the terms under a traced weight
+    if isinstance(jacobian, _Switched):
+        jacobian.log_dets.append(_LogDetTerm(t, z[name], value, fn, site["scale"]))
+        return value
     if not isinstance(jacobian, bool):
         jacobian = name in jacobian
-    if jacobian and not _is_real(fn.support):
-        log_det = t.log_abs_det_jacobian(z[name], value)
-        extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
-        if extra > 0:
-            log_det = jnp.sum(log_det, axis=tuple(range(-extra, 0)))
-        numpyro.factor(f"_{name}_log_det", log_det)
+    if jacobian:
+        numpyro.factor(f"_{name}_log_det", _log_det(t, z[name], value, fn))
     return value
+
+
+def _log_det(t, z, value, fn, scale=None):
+    """``log|dT/dz|`` of one site, summed over its event dims (times the site's ``scale``, for a
+    term summed outside the trace: a factor site inside it gets the plates' scale itself)."""
+    log_det = t.log_abs_det_jacobian(z, value)
+    extra = jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape)
+    if extra > 0:
+        log_det = jnp.sum(log_det, axis=tuple(range(-extra, 0)))
+    return log_det if scale is None else scale * log_det
+
+
+class _Switched:
+    """The terms of the log density that a traced weight switches (``priors`` or ``jacobian``
+    given as numbers, not booleans), gathered during the trace and computed only inside the
+    ``lax.cond`` branch that a non-zero weight takes (see :func:`_switched_sum`)."""
+
+    def __init__(self):
+        self.priors, self.log_dets = [], []
+
+
+class _PriorTerm(NamedTuple):
+    """A prior's log density at its site's value, as ``log_density`` counts it (its scale)."""
+
+    fn: object
+    value: object
+    scale: object
+
+    def compute(self):
+        lp = self.fn.log_prob(self.value)
+        return lp if self.scale is None else self.scale * lp
+
+
+class _LogDetTerm(NamedTuple):
+    """A site's ``log|dT/dz|`` (see :func:`_log_det`)."""
+
+    t: object
+    z: object
+    value: object
+    fn: object
+    scale: object
+
+    def compute(self):
+        return _log_det(self.t, self.z, self.value, self.fn, self.scale)
+
+
+def _terms_on(weight, terms):
+    total = jnp.zeros((), jnp.float64)
+    for term in terms:
+        total = total + jnp.sum(term.compute())
+    return (weight * total).astype(jnp.float64)
+
+
+def _switched_sum(weight, terms):
+    """``weight * sum(term.compute() for term in terms)``, and exactly 0 (value, gradient and
+    Hessian) where ``weight == 0``.
+
+    The terms are computed inside the branch of a ``lax.cond``, not outside a ``where`` or a
+    product: a prior's log density can be -inf or NaN where the MLE goes (a point-mass prior, a
+    value that rounded onto the boundary of its support, a scale that underflowed to 0), and
+    ``0 * inf``, or the zero cotangent of a ``where`` times an infinite local derivative, is NaN.
+    Only the taken branch runs and is differentiated (the weight is never batched, so the cond
+    stays a cond under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1
+    the terms are the static switch's exactly, only summed after the rest of the log density.
+
+    The branches close over the terms (JAX turns the tracers they hold into operands, in the
+    order the branch uses them). Not the terms as pytree operands: the order in which numpyro
+    flattens a distribution follows a set of field names, which changes with the process's hash
+    seed, and so would the compiled program and its persistent-cache key (a miss in every other
+    process); nor would a user's distribution without pytree fields survive it."""
+    if not terms:
+        return 0.0
+    weight = jnp.asarray(weight, jnp.float64)
+    return jax.lax.cond(weight != 0.0, lambda: _terms_on(weight, terms), lambda: jnp.zeros((), jnp.float64))
+
+
+def is_switch(value) -> bool:
+    """Is ``priors`` / ``jacobian`` a traced weight (a number or array) rather than a static
+    choice (a bool, or the names of the sites that get the log-Jacobian)?"""
+    return not isinstance(value, (bool, np.bool_, frozenset, set, tuple, list))
 
 
 def _is_real(support) -> bool:
@@ -807,12 +902,22 @@ def _log_joint(
     """``log p(x, T(z))`` (+ ``log|dT/dz|`` with ``jacobian``); ``priors=False`` flattens every
     ``param`` prior, ``drop`` only the named ones (their L1 term is handled by the solver);
     ``laplace_noise="smooth"`` smooths Laplace noise by ``eps``, ``"fisher"`` swaps in its Fisher
-    surrogate; ``obs_scale`` scales the log-likelihood (minibatches)."""
+    surrogate; ``obs_scale`` scales the log-likelihood (minibatches).
+
+    ``priors`` and ``jacobian`` may also be numbers, traced inputs of the compiled code (the point
+    solvers pass them so): the weight of the ``param`` priors other than ``drop`` (0: MLE, 1: MAP)
+    and of the log-Jacobian (0 or 1), so that MLE, MAP and Laplace run one compiled program. A
+    weight of 0 removes its terms exactly, derivatives included (:func:`_switched_sum`)."""
     if key is not None:  # (None: the prototype trace's own check)
         _TRACES[key] += 1  # runs only when JAX traces this function
     z = unravel(z_flat)
-    m = handlers.substitute(model, substitute_fn=partial(_natural_value, z, jacobian))
-    if not priors:
+    switched = _Switched() if is_switch(priors) or is_switch(jacobian) else None
+    m = handlers.substitute(
+        model, substitute_fn=partial(_natural_value, z, switched if is_switch(jacobian) else jacobian)
+    )
+    if is_switch(priors):
+        m = _FlatPriors(m, switched=switched, skip=frozenset(drop))
+    elif not priors:
         m = _FlatPriors(m)
     elif drop:
         m = _FlatPriors(m, only=frozenset(drop))
@@ -826,7 +931,25 @@ def _log_joint(
     # trace and substitute see only the unconstrained model's "z").
     with handlers.block():
         logp, _ = log_density(m, (), {**static, **arrays}, {})
+    if switched is not None:
+        if is_switch(priors):
+            terms = [_PriorTerm(fn, msg["value"], msg["scale"]) for fn, msg in switched.priors]
+            logp = logp + _switched_sum(priors, terms)
+        if is_switch(jacobian):
+            logp = logp + _switched_sum(jacobian, switched.log_dets)
     return logp
+
+
+def _param_priors(model, static, unravel, z_flat, arrays, weight):
+    """``weight`` times the ``param`` priors' log density at ``T(z)``, exactly 0 (derivatives
+    included) where ``weight`` is 0: the switched prior term of :func:`_log_joint` alone. The
+    marginal point fit adds it outside its inner solve over the latents, which it does not
+    depend on, so that the marginal MLE and MAP share that solve's compiled program."""
+    switched = _Switched()
+    m = _FlatPriors(handlers.substitute(model, substitute_fn=partial(_natural_value, unravel(z_flat), False)), switched=switched)
+    with handlers.block():
+        handlers.trace(m).get_trace(**static, **arrays)
+    return _switched_sum(weight, [_PriorTerm(fn, msg["value"], msg["scale"]) for fn, msg in switched.priors])
 
 
 def _trace_at(model, static, unravel, z_flat, arrays):
@@ -881,6 +1004,7 @@ def _functions(key, model, static, unravel, names):
 
     fns = dict(
         log_joint_raw=log_joint,
+        param_priors=partial(_param_priors, model, static, unravel),
         log_joint=jit(log_joint, static_argnames=("priors", "jacobian", "drop", "laplace_noise")),
         log_joint_batch=_batched(lambda z, a: log_joint(z, a, priors=True, jacobian=True)),
         natural=jit(natural),

@@ -289,17 +289,20 @@ class Engine:
 
 def _global_terms(template: Objective, priors: bool, jacobian: bool):
     """``G`` (the data-free part: priors and the log-Jacobian) with its gradient and Hessian,
-    compiled once per program: the log density with every observation weighted by 0."""
-    key = ("partitioned_global", priors, jacobian)
+    compiled once per program: the log density with every observation weighted by 0. The
+    priors' and the log-Jacobian's weights are traced inputs (as in ``point._solver``), so MLE,
+    MAP and Laplace share the program."""
+    key = ("partitioned_global",)
     cache = template.fns["solvers"]
     if key not in cache:
         raw = template.fns["log_joint_raw"]
 
-        def g(z, arrays):
-            return -raw(z, arrays, None, 0.0, priors=priors, jacobian=jacobian)
+        def g(z, arrays, on):
+            return -raw(z, arrays, None, 0.0, priors=on[0], jacobian=on[1])
 
-        cache[key] = jit(lambda z, a: (g(z, a), jax.grad(g)(z, a), hessian_of(lambda y: g(y, a))(z)))
-    return cache[key]
+        cache[key] = jit(lambda z, a, on: (g(z, a, on), jax.grad(g)(z, a, on), hessian_of(lambda y: g(y, a, on))(z)))
+    on = (float(bool(priors)), float(bool(jacobian)))
+    return lambda z, arrays: cache[key](z, arrays, on)
 
 
 

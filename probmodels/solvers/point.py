@@ -15,6 +15,10 @@ where the model determines the parameters elsewhere (two terms of a sum coincidi
 
 Laplace priors on real parameters with fixed location and scale are not smoothed: they enter as an
 L1 term handled by the proximal Newton step, so MAP reaches the exact zeros of the lasso.
+
+The compiled optimiser takes the weights of the priors and of the log-Jacobian as arguments
+(:class:`Switches`), so MLE, MAP and Laplace (which reuses it) compile it once per program and
+data shapes; only Laplace priors' L1 term (``drop``) makes a program of its own.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from ._objective import WEIGHTS, Objective, _base, _is_real, weighted_sum
 from ._optimize import STATUS, chord, hessian_of, lbfgs, newton
 from .base import BOUNDARY, CONVERGENCE, EXISTENCE, IDENTIFICATION, OTHER, SEPARATION, Finding, Solver
 
-__all__ = ["solve_point", "optimize", "Optimum", "L1Terms", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
+__all__ = ["solve_point", "optimize", "Optimum", "L1Terms", "Switches", "switches", "newton_batch", "POINT_DEFAULTS", "MLE", "MAP", "SOLVERS"]
 
 POINT_DEFAULTS = dict(
     init=None,
@@ -144,24 +148,43 @@ class Optimum(NamedTuple):
 _SMOOTHING = tuple(10.0 ** -k for k in range(1, 11))  # eps for Laplace noise, 1e-1 ... 1e-10
 
 
-def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple, has_l1: bool, laplace_noise: str):
+class Switches(NamedTuple):
+    """The traced inputs that choose the objective of one compiled optimiser: the smoothing
+    ``eps`` of Laplace noise (ignored unless ``laplace_noise="smooth"``), the weight of the
+    ``param`` priors (0: MLE, 1: MAP) and of the log-Jacobian (1: Laplace, ``map(jacobian=True)``).
+    As arguments rather than constants of the trace, they let MLE, MAP and Laplace on one program
+    and data shapes run the same executables, and the smoothing continuation compile once."""
+
+    eps: float
+    priors: float
+    jacobian: float
+
+
+def switches(eps, priors: bool, jacobian: bool) -> Switches:
+    """:class:`Switches` as Python floats (one abstract signature: a NumPy scalar would retrace)."""
+    return Switches(float(eps), float(bool(priors)), float(bool(jacobian)))
+
+
+def _solver(obj: Objective, kind: str, drop: tuple, has_l1: bool, laplace_noise: str):
     """Compiled optimiser, Hessian and objective for one configuration (cached per program).
 
-    Every function takes ``eps``, the smoothing of Laplace noise (ignored unless
-    ``laplace_noise="smooth"``), as a traced argument: the continuation compiles once."""
-    key = (kind, priors, jacobian, drop, has_l1, laplace_noise)
+    Every function takes ``sw``, a :class:`Switches` (Laplace noise's smoothing and the weights
+    of the priors and of the log-Jacobian), as a traced argument: MLE, MAP and Laplace share
+    these programs. ``drop`` (the Laplace priors handled as an L1 term) changes the program and
+    stays in the key; it is empty for MLE and for MAP without Laplace priors."""
+    key = (kind, drop, has_l1, laplace_noise)
     solvers = obj.fns["solvers"]
     if key not in solvers:
         raw = obj.fns["log_joint_raw"]
 
         def neg_log_joint(z, args):
-            arrays, eps = args
-            return -raw(z, arrays, eps, priors=priors, jacobian=jacobian, drop=drop, laplace_noise=laplace_noise)
+            arrays, sw = args
+            return -raw(z, arrays, sw.eps, priors=sw.priors, jacobian=sw.jacobian, drop=drop, laplace_noise=laplace_noise)
 
         if kind == "newton":
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter, reuse=True, dtol=1e-10, floor=1e-8):
-                args = (arrays, eps)
+            def run(z0, arrays, sw, lam, center, gtol, max_iter, reuse=True, dtol=1e-10, floor=1e-8):
+                args = (arrays, sw)
                 return newton(
                     neg_log_joint, z0, args, lam, center, gtol, max_iter, has_l1=has_l1, reuse=reuse, dtol=dtol,
                     floor=floor,
@@ -169,19 +192,19 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
 
         else:
 
-            def run(z0, arrays, eps, lam, center, gtol, max_iter):
-                return lbfgs(neg_log_joint, z0, (arrays, eps), gtol, max_iter)
+            def run(z0, arrays, sw, lam, center, gtol, max_iter):
+                return lbfgs(neg_log_joint, z0, (arrays, sw), gtol, max_iter)
 
         fns = obj.fns  # (not obj: the cache must not keep the first fit's data alive)
 
-        def post(z, last, arrays, eps, lam, center, jacobian=True):
+        def post(z, last, arrays, sw, lam, center, jacobian=True):
             """What a point fit reports at its optimum, in one compiled call: the objective at
             two probe points along the last step (does the optimum exist?), the natural values,
             their Jacobian (delta method; ``jacobian=False`` where there are no standard errors:
             it costs D forward passes) and the log-likelihood."""
 
             def objective(y):
-                return neg_log_joint(y, (arrays, eps)) + jnp.sum(lam * jnp.abs(y - center))
+                return neg_log_joint(y, (arrays, sw)) + jnp.sum(lam * jnp.abs(y - center))
 
             norm = jnp.linalg.norm(last)
             d = last / jnp.where(norm > 0, norm, 1.0)
@@ -205,10 +228,10 @@ def _solver(obj: Objective, kind: str, priors: bool, jacobian: bool, drop: tuple
             # subset start of a large data set, where Newton takes 0-2 steps): the reuse would
             # only add 0.1-0.2 s of compile
             run_plain=jit(functools.partial(run, reuse=False)) if kind == "newton" else run_jit,
-            chord=jit(lambda z0, arrays, eps, chol, max_iter: chord(neg_log_joint, z0, (arrays, eps), chol, max_iter)),
-            hessian=jit(lambda z, arrays, eps: hessian_of(neg_log_joint)(z, (arrays, eps))),
-            grad=jit(lambda z, arrays, eps: jax.grad(neg_log_joint)(z, (arrays, eps))),
-            value=jit(lambda z, arrays, eps: neg_log_joint(z, (arrays, eps))),
+            chord=jit(lambda z0, arrays, sw, chol, max_iter: chord(neg_log_joint, z0, (arrays, sw), chol, max_iter)),
+            hessian=jit(lambda z, arrays, sw: hessian_of(neg_log_joint)(z, (arrays, sw))),
+            grad=jit(lambda z, arrays, sw: jax.grad(neg_log_joint)(z, (arrays, sw))),
+            value=jit(lambda z, arrays, sw: neg_log_joint(z, (arrays, sw))),
         )
     return solvers[key]
 
@@ -260,7 +283,7 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
         )
     max_iter = int(opts["max_iter"] or (500 if kind == "newton" else 20000))
     smooth = bool(obj.laplace_noise)
-    fns = _solver(obj, kind, priors, jacobian, drop, bool(drop), "smooth" if smooth else "exact")
+    fns = _solver(obj, kind, drop, bool(drop), "smooth" if smooth else "exact")
     info = dict(optimizer=kind)
     args = (np.asarray(lam, np.float64), np.asarray(center, np.float64), float(opts["gtol"]), max_iter)
     # Newton's Hessian reuse saves a few Hessians per fit and costs 0.1-0.2 s of compile once
@@ -284,7 +307,7 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
             batched = _batched(fns, obj, lsq)
             n_iter = 0
             for eps in _SMOOTHING if smooth else (0.0,):
-                out = batched(zs, obj.arrays, eps, *args)
+                out = batched(zs, obj.arrays, switches(eps, priors, jacobian), *args)
                 res_b = out[0] if lsq is not None else out
                 zs, n_iter = res_b.z, n_iter + np.asarray(res_b.n_iter)
             res_b = res_b._replace(n_iter=n_iter)
@@ -298,12 +321,12 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
         elif smooth:
             z, iters, hessians = obj.z0, 0, 0
             for eps in _SMOOTHING:
-                res = fns["run" if reuse else "run_plain"](z, obj.arrays, eps, *args)
+                res = fns["run" if reuse else "run_plain"](z, obj.arrays, switches(eps, priors, jacobian), *args)
                 z, iters, hessians = res.z, iters + int(res.n_iter), hessians + int(res.n_hess)
             res = jax.tree_util.tree_map(np.asarray, res._replace(n_iter=iters, n_hess=hessians))
         elif lsq is not None:
             eps = 0.0
-            res, lm = _from_least_squares(fns, obj, lsq)(obj.z0, obj.arrays, eps, *args)
+            res, lm = _from_least_squares(fns, obj, lsq)(obj.z0, obj.arrays, switches(eps, priors, jacobian), *args)
             res = jax.tree_util.tree_map(np.asarray, res)
             info["least_squares_iterations"] = int(lm.n_iter)
             h = res.hess
@@ -314,28 +337,29 @@ def optimize(obj: Objective, *, priors: bool, jacobian: bool, opts: dict, method
                 start = _subsample_start(obj, priors, jacobian, fns, args)
                 if start is not None:
                     z0, n_sub, chol = start
-                    z0, n_chord = fns["chord"](z0, obj.arrays, eps, chol, 50)
+                    z0, n_chord = fns["chord"](z0, obj.arrays, switches(eps, priors, jacobian), chol, 50)
                     info["start"] = (
                         f"the fit to a random {n_sub} of the {obj.n_obs} observations, then "
                         f"{int(n_chord)} chord steps with its Hessian scaled to all of them"
                     )
             run = fns["run_plain"] if ("start" in info or not reuse) else fns["run"]
-            res = jax.tree_util.tree_map(np.asarray, run(z0, obj.arrays, eps, *args))
+            res = jax.tree_util.tree_map(np.asarray, run(z0, obj.arrays, switches(eps, priors, jacobian), *args))
             h = res.hess
         if smooth:
-            fisher = _solver(obj, kind, priors, jacobian, drop, bool(drop), "fisher")
-            h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, 0.0))
+            fisher = _solver(obj, kind, drop, bool(drop), "fisher")
+            h = np.asarray(fisher["hessian"](np.asarray(res.z), obj.arrays, switches(0.0, priors, jacobian)))
             notes.append(
                 f"note: {', '.join(obj.laplace_noise)}: Laplace noise has no second derivative; the "
                 "standard errors use its Fisher information (as least-absolute-deviations theory does)"
             )
+        sw = switches(eps, priors, jacobian)  # the objective's last configuration (eps)
         if kind == "lbfgs":
-            h = np.asarray(fns["hessian"](np.asarray(res.z), obj.arrays, eps)) if obj.dim <= _HESSIAN_MAX_DIM else None
+            h = np.asarray(fns["hessian"](np.asarray(res.z), obj.arrays, sw)) if obj.dim <= _HESSIAN_MAX_DIM else None
             if h is not None:
-                res, h = _newton_polish(obj, fns, res, h, eps)
+                res, h = _newton_polish(obj, fns, res, h, sw)
 
     def post(z, last, jacobian=True):
-        out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, eps, args[0], args[1], jacobian=jacobian)
+        out = fns["post"](np.asarray(z), np.asarray(last), obj.arrays, sw, args[0], args[1], jacobian=jacobian)
         return jax.tree_util.tree_map(np.asarray, out)
 
     return Optimum(res, h, post, L1Terms(drop, lam, center), timer, notes, info)
@@ -363,9 +387,9 @@ def _lsq_then_newton(fns, obj, lsq):
     start = _lsq.least_squares_start(obj, lsq)
     run = fns["run_raw"]
 
-    def run_lsq(z0, arrays, eps, lam, center, gtol, max_iter):
+    def run_lsq(z0, arrays, sw, lam, center, gtol, max_iter):
         z, lm, floor = start(z0, arrays)
-        return run(z, arrays, eps, lam, center, gtol, max_iter, dtol=jnp.maximum(1e-10, floor), floor=1e-30), lm
+        return run(z, arrays, sw, lam, center, gtol, max_iter, dtol=jnp.maximum(1e-10, floor), floor=1e-30), lm
 
     return run_lsq
 
@@ -428,13 +452,14 @@ def _subsample_start(obj, priors, jacobian, fns, args):
         return None
     if small.labels != obj.labels:
         return None
-    sfns = _solver(small, "newton", priors, jacobian, (), False, "exact")
-    res = sfns["run_plain"](obj.z0, small.arrays, 0.0, *args)
+    sw = switches(0.0, priors, jacobian)
+    sfns = _solver(small, "newton", (), False, "exact")
+    res = sfns["run_plain"](obj.z0, small.arrays, sw, *args)
     if int(res.status) != 0:
         return None
     z = np.asarray(res.z)
-    f0 = float(fns["value"](obj.z0, obj.arrays, 0.0))
-    f1 = float(fns["value"](z, obj.arrays, 0.0))
+    f0 = float(fns["value"](obj.z0, obj.arrays, sw))
+    f1 = float(fns["value"](z, obj.arrays, sw))
     if not (np.isfinite(f1) and f1 < f0):
         return None
     # the likelihood's curvature grows with N: the subset's Hessian scaled by N / n_sub
@@ -448,24 +473,24 @@ def _subsample_start(obj, priors, jacobian, fns, args):
     return z, n_sub, chol
 
 
-def _newton_polish(obj, fns, res, h, eps, steps=3):
+def _newton_polish(obj, fns, res, h, sw, steps=3):
     """L-BFGS stops at a gradient of ~1e-9 |f|, which for hundreds of parameters leaves errors of
     ~1e-7; the Hessian is computed for the standard errors anyway, so a few Newton steps with it
     take the optimum to machine precision (quadratic convergence)."""
     z, value = np.asarray(res.z), float(res.value)
-    g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, eps))
+    g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, sw))
     for _ in range(steps):
         try:
             chol = np.linalg.cholesky(0.5 * (h + h.T))
         except np.linalg.LinAlgError:
             break  # not positive definite: leave it to the warnings
         p = -np.linalg.solve(chol.T, np.linalg.solve(chol, g))
-        new = float(fns["value"](np.asarray(z + p), obj.arrays, eps))
+        new = float(fns["value"](np.asarray(z + p), obj.arrays, sw))
         if not np.isfinite(new) or new > value + 1e-12 * abs(value):
             break
         z, value = z + p, new
-        g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, eps))
-        h = np.asarray(fns["hessian"](np.asarray(z), obj.arrays, eps))
+        g = np.asarray(fns["grad"](np.asarray(z), obj.arrays, sw))
+        h = np.asarray(fns["hessian"](np.asarray(z), obj.arrays, sw))
         if np.sqrt(abs(g @ np.linalg.solve(0.5 * (h + h.T), g))) < 1e-10:
             break
     gn = float(np.max(np.abs(g)))
@@ -761,12 +786,12 @@ def newton_batch(obj: Objective, observed: str, xs, *, priors: bool, jacobian: b
     continuation, Laplace priors their L1 term)."""
     if obj.laplace_noise or (priors and _l1_terms(obj)[0]):
         return None
-    fns = _solver(obj, "newton", priors, jacobian, (), False, "exact")
+    fns = _solver(obj, "newton", (), False, "exact")
     axes = {k: (0 if k == observed else None) for k in obj.arrays}
     arrays = {**obj.arrays, observed: jnp.asarray(np.stack(xs))}
     zeros = jnp.zeros(obj.dim)
     run = jax.vmap(fns["run_plain"], in_axes=(None, axes, None, None, None, None, None))
-    res = run(obj.z0, arrays, 0.0, zeros, zeros, float(gtol), int(max_iter or 500))
+    res = run(obj.z0, arrays, switches(0.0, priors, jacobian), zeros, zeros, float(gtol), int(max_iter or 500))
     return jax.tree_util.tree_map(np.asarray, res), arrays
 
 
