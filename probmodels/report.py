@@ -216,12 +216,13 @@ def _start_helper(use, path, data, methods, options, observed, alternatives) -> 
     h = _report_helper.helper()
     if h is None:
         return {}
-    pending = {"helper": h, "prior": h.submit("prior_figure", os.path.abspath(path), data, observed, _DPI)}
+    pending = {"helper": h}
     posterior = [m for m in methods if REGISTRY[m].kind != "point"]
-    if alternatives and posterior:
+    if alternatives and posterior:  # (first: the LOO step needs them before the figures need the prior's)
         method = _loo_method(methods)
         quiet_options = {**options.get(method, {}), "progress": False}  # no bars from the helper
         pending["alternatives"] = h.submit("alternative_fits", os.path.abspath(path), list(alternatives), data, method, quiet_options)
+    pending["prior"] = h.submit("prior_figure", os.path.abspath(path), data, observed, _DPI)
     return pending
 
 
