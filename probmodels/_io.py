@@ -99,9 +99,9 @@ def _decode(v):
     return v
 
 
-def state(fit, log_likelihood: bool = True) -> dict:
+def state(fit, log_likelihood: bool = True, posterior_predictive: bool = True) -> dict:
     """Everything a restored fit needs, as numpy arrays, plain values and an InferenceData."""
-    idata = fit.to_arviz(log_likelihood=log_likelihood)
+    idata = fit.to_arviz(log_likelihood=log_likelihood, posterior_predictive=posterior_predictive)
     return dict(state_light(fit), draws=fit.draws, sample_stats=fit._result.sample_stats, idata=idata)
 
 

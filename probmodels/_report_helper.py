@@ -211,7 +211,10 @@ def resolve(future: Future | None, local):
 # ------------------------------------------------------------------ the tasks (both processes)
 
 
-def render_png(fig, dpi: int = 90) -> bytes:
+DPI = 90  # the report's PNGs
+
+
+def render_png(fig, dpi: int = DPI) -> bytes:
     """A figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -259,15 +262,12 @@ def _task_alternative_fits(path, labels, data, method, options):
     _, spec = load_spec(path)
     found = dict(getattr(spec, "ALTERNATIVES", {}) or {})
     fits = alternative_fits({k: found[k] for k in labels}, data, method, options)
-    # a Fit pickles as its numbers (its compiled functions do not); the InferenceData travels
-    # beside it, without replicated observations
-    return {
-        k: (dict(_io.state_light(f), draws=f.draws, sample_stats=f._result.sample_stats, idata=idata), idata)
-        for k, (f, idata) in fits.items()
-    }
+    # a Fit pickles as its numbers and InferenceData (its compiled functions do not); LOO needs
+    # no replicated observations
+    return {k: _io.state(f, posterior_predictive=False) for k, (f, _) in fits.items()}
 
 
-def _task_prior_figure(path, data, observed, dpi):
+def _task_prior_figure(path, data, observed):
     from .report import load_spec
 
     _, spec = load_spec(path)
@@ -276,18 +276,18 @@ def _task_prior_figure(path, data, observed, dpi):
         return None, None, note
     import matplotlib.pyplot as plt
 
-    png = render_png(fig, dpi)
+    png = render_png(fig)
     blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
     plt.close(fig)
     return blob, png, note
 
 
-def _task_render(blob, dpi):
+def _task_render(blob):
     import matplotlib.pyplot as plt
 
     fig = pickle.loads(blob)
     try:
-        return render_png(fig, dpi)
+        return render_png(fig)
     finally:
         plt.close(fig)
 

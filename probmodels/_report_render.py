@@ -92,10 +92,6 @@ def long_comparison(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _png(fig) -> bytes:
-    return _report_helper.render_png(fig, dpi=90)
-
-
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
@@ -154,10 +150,10 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
     pngs = {key: rep.pngs.get(key) for key in rep.figures}
     for key in reversed(list(pngs)):
         if _report_helper.take_back(pngs[key]):
-            pngs[key] = _png(rep.figures[key])
+            pngs[key] = _report_helper.render_png(rep.figures[key])
     for key, fig in rep.figures.items():
         got = pngs[key]
-        data = got if isinstance(got, bytes) else _report_helper.resolve(got, lambda: _png(fig))
+        data = got if isinstance(got, bytes) else _report_helper.resolve(got, lambda: _report_helper.render_png(fig))
         images[key] = data
         path = os.path.join(out, f"{key}.png")
         with open(path, "wb") as fh:

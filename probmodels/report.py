@@ -46,7 +46,6 @@ LABELS = {name: solver.label for name, solver in REGISTRY.items()}  # (from the 
 #: the methods a report fits when none are named
 REPORT_METHODS = tuple(name for name, solver in REGISTRY.items() if solver.report_default)
 MIN_HELDOUT = 10
-_DPI = 90  # the report's PNGs
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "examples", "robust_line.py")
 
 
@@ -222,7 +221,7 @@ def _start_helper(use, path, data, methods, options, observed, alternatives) -> 
         method = _loo_method(methods)
         quiet_options = {**options.get(method, {}), "progress": False}  # no bars from the helper
         pending["alternatives"] = h.submit("alternative_fits", os.path.abspath(path), list(alternatives), data, method, quiet_options)
-    pending["prior"] = h.submit("prior_figure", os.path.abspath(path), data, observed, _DPI)
+    pending["prior"] = h.submit("prior_figure", os.path.abspath(path), data, observed)
     return pending
 
 
@@ -375,15 +374,14 @@ def _render(rep):
                 blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:  # a figure that does not pickle is rendered here
                 continue
-            rep.pngs[key] = rep.helper.submit("render", blob, _DPI)
+            rep.pngs[key] = rep.helper.submit("render", blob)
 
 
 def _prior_figure(rep, program, data, observed, pending):
     """The prior predictive check (from the helper when it drew it): the figure or None."""
-    local = lambda: _report_helper.prior_figure(program, data, observed) + (None,)  # noqa: E731
     got = _report_helper.resolve(pending.get("prior"), lambda: None)
     if got is None:
-        fig, note, png = local()
+        (fig, note), png = _report_helper.prior_figure(program, data, observed), None
     else:
         blob, png, note = got
         fig = None if blob is None else pickle.loads(blob)
@@ -444,10 +442,11 @@ def _loo(program, alternatives, data, rep, options, quiet, pending=None):
         return _report_helper.alternative_fits(alternatives, data, posterior_method, options.get(posterior_method, {}))
 
     got = _report_helper.resolve(pending, lambda: None)
-    if got is not None:
+    if got is None:
+        fitted = local()
+    else:  # restored Fits: the numbers and the InferenceData, no program
         _progress(f"LOO: the alternatives {list(alternatives)} were fitted by {posterior_method} in the helper process", quiet)
-    # (a restored Fit: the numbers, the InferenceData, no program)
-    fitted = local() if got is None else {k: (_io.restore(st), idata) for k, (st, idata) in got.items()}
+        fitted = {k: (f, f.to_arviz(posterior_predictive=False)) for k, f in ((k, _io.restore(st)) for k, st in got.items())}
     alt_fits = {}
     for label, (f, idata) in fitted.items():
         alt_fits[label] = f

@@ -68,24 +68,23 @@ def _rows(d, chunk=CHUNK):
     return {k: da.from_array(v, chunks=(chunk,) + v.shape[1:]) for k, v in d.items()}
 
 
-_MEMORY = {}
+_FITS = {}
+
+
+def _fit_once(where, data, method, **kw):
+    """One fit per place (in memory or on rows), method and options, shared by the tests."""
+    key = (where, method, tuple(sorted(kw.items())))
+    if key not in _FITS:
+        _FITS[key] = probmodels.fit(logistic, data, method, **kw)
+    return _FITS[key]
 
 
 def _in_memory(data, method, **kw):
-    key = (method, tuple(sorted(kw.items())))
-    if key not in _MEMORY:
-        _MEMORY[key] = probmodels.fit(logistic, data, method, **kw)
-    return _MEMORY[key]
-
-
-_ON_ROWS = {}
+    return _fit_once("memory", data, method, **kw)
 
 
 def _on_rows(rows, method, **kw):
-    key = (method, tuple(sorted(kw.items())))
-    if key not in _ON_ROWS:
-        _ON_ROWS[key] = probmodels.fit(logistic, rows, method, **kw)
-    return _ON_ROWS[key]
+    return _fit_once("rows", rows, method, **kw)
 
 
 def _flat(d):

@@ -107,7 +107,7 @@ def test_a_task_taken_back_is_not_run(tmp_path):
     ax.plot(np.arange(100_000.0))  # > 64 kB pickled: the pipe holds it until the helper reads
     h = _report_helper.Helper()
     try:
-        first = h.submit("render", pickle.dumps(fig), 50)
+        first = h.submit("render", pickle.dumps(fig))
         second = h.submit("netcdf", None, str(tmp_path / "never.nc"))
         assert _report_helper.take_back(second) and second.cancelled()
         assert _report_helper.resolve(first, lambda: None).startswith(b"\x89PNG")
