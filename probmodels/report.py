@@ -168,6 +168,8 @@ def report(
     path = model or DEFAULT_MODEL
     name, spec = load_spec(path)
     methods = list(methods)
+    if helper not in (None, True, False):
+        raise ValueError(f"report: helper is True, False or None (decide by the cores), got {helper!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"report: unknown method(s) {unknown}; use some of {', '.join(METHODS)}")

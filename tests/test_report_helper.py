@@ -146,6 +146,11 @@ ERRING = textwrap.dedent(
 )
 
 
+def test_helper_is_a_switch():
+    with pytest.raises(ValueError, match="helper is True, False or None"):
+        report(helper="no")
+
+
 def test_an_error_in_the_helper_is_raised_here(tmp_path):
     """A genuine error (a broken alternative program) is raised as it is without the helper."""
     path = tmp_path / "erring.py"
