@@ -1,6 +1,7 @@
 """Wall time of the main job, ``probmodels report`` on the built-in example, as a user waits for it.
 
-Each run is a fresh process (``python -m probmodels report --out DIR``), timed from start to
+Each run is a fresh process (the ``probmodels report --out DIR`` command, as a user runs it:
+the command starts the report's helper process before its own imports), timed from start to
 exit. "cold": an empty JAX compilation cache (a fresh clone); "warm": the cache the cold run
 filled. With and without the report's helper process (``PROBMODELS_REPORT_HELPER``).
 
@@ -27,7 +28,10 @@ __all__ = ["run_once", "main"]
 def run_once(cache: str, out: str, helper: bool, model: str | None = None) -> float:
     """Seconds from the start of a ``probmodels report`` process to its exit."""
     env = dict(os.environ, PROBMODELS_CACHE_DIR=cache, PROBMODELS_REPORT_HELPER="1" if helper else "0")
-    cmd = [sys.executable, "-m", "probmodels", "report"] + ([model] if model else []) + ["--out", out, "--quiet"]
+    command = os.path.join(os.path.dirname(sys.executable), "probmodels")  # (the venv's own)
+    if not os.path.exists(command):  # not installed as a command: the module (no early helper)
+        command = None
+    cmd = ([command] if command else [sys.executable, "-m", "probmodels"]) + ["report"] + ([model] if model else []) + ["--out", out, "--quiet"]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

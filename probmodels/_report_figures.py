@@ -14,7 +14,7 @@ from numpyro.infer import Predictive
 
 from .plots import plot_penalty_geometry
 
-__all__ = ["all_figures", "noise_models_at", "FigureInputs"]
+__all__ = ["all_figures", "noise_models_at", "FigureInputs", "PARTS"]
 
 
 class FigureInputs(NamedTuple):
@@ -60,14 +60,23 @@ def _selection(f, budget=MAX_PANELS):
     return [name], keep
 
 
-def all_figures(inputs: FigureInputs, *, posterior: bool = True, noise: bool = True) -> dict:
-    """The report's figures (matplotlib), by name: those of the fits (``posterior``: forest,
-    densities, trace, rank, predictive check) and the noise models' penalty geometry
-    (``noise``: it needs the alternatives' estimates)."""
+PARTS = ("fits", "ppc", "noise")
+
+
+def all_figures(inputs: FigureInputs, parts=PARTS) -> dict:
+    """The report's figures (matplotlib), by name: those of the fits (``"fits"``: forest,
+    densities, trace, rank), the posterior predictive check (``"ppc"``) and the noise models'
+    penalty geometry (``"noise"``: it needs the alternatives' estimates)."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"all_figures: unknown parts {sorted(unknown)}; use some of {PARTS}")
     figs = {}
-    if posterior:
+    if "fits" in parts:
         figs.update(_fit_figures(inputs))
-    if noise:
+    label, post = inputs.posterior
+    if "ppc" in parts and post is not None and inputs.observed in inputs.data:
+        figs["ppc"] = _ppc(inputs.program, inputs.data, inputs.observed, post, label)
+    if "noise" in parts:
         figs.update(_noise_figures(inputs))
     return figs
 
@@ -92,13 +101,12 @@ def _fit_figures(inputs: FigureInputs) -> dict:
     if sampler is not None:
         idata = sampler.to_arviz(log_likelihood=False, posterior_predictive=False)
         axes = az.plot_trace(idata, var_names=var_names, coords=coords, compact=True, figsize=(10, 1.8 * len(var_names)))
-        np.ravel(axes)[0].figure.suptitle(f"{sampler_label} trace" + (" (leading entries)" if coords else ""), y=1.0)
+        np.ravel(axes)[0].figure.suptitle(f"{sampler_label} trace" + (" (leading entries)" if coords else ""))
         np.ravel(axes)[0].figure.tight_layout()
         figs["trace"] = np.ravel(axes)[0].figure
         axes = az.plot_rank(idata, var_names=var_names, coords=coords, figsize=(10, 2.4 * int(np.ceil(entries / 3))))
         figs["rank"] = np.ravel(axes)[0].figure
-    if post is not None and inputs.observed in inputs.data:
-        figs["ppc"] = _ppc(inputs.program, inputs.data, inputs.observed, post, label)
+        figs["rank"].tight_layout()  # (its axis labels inside the canvas: one drawing renders it)
     return figs
 
 
@@ -145,7 +153,7 @@ def _densities(points, label, post, truth):
     for ax in axes.ravel()[len(labels) :]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=8)
-    fig.suptitle(f"{label} posterior densities, with the MLE and MAP marked", y=1.0)
+    fig.suptitle(f"{label} posterior densities, with the MLE and MAP marked")
     fig.tight_layout()
     return fig
 
@@ -172,6 +180,7 @@ def _ppc(program, data, observed, post, label, n=100):
     ax = az.plot_ppc(idata, num_pp_samples=len(idx), figsize=(8, 4), random_seed=0)
     ax = np.ravel(ax)[0]
     ax.set_title(f"posterior predictive check ({label}, {len(idx)} draws)")
+    ax.figure.tight_layout()
     return ax.figure
 
 

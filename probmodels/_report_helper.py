@@ -1,62 +1,49 @@
-"""The report's helper process: the work that needs none of the report's own fits runs beside it.
+"""The report's helper process: the work that needs none of the main process's compiled programs
+runs beside it.
 
 A report is single-threaded Python for most of its time (tracing and lowering JAX programs,
 drawing figures), so on a machine with two or more cores a second process halves part of what
 the user waits for. The helper fits the ``ALTERNATIVES`` for the LOO comparison, draws the prior
-predictive check, renders PNGs and writes the NetCDF files while the main process fits every
-method and draws the other figures; the main process takes queued tasks back (from the back of
-the queue) when it would otherwise wait (:func:`take_back`). It computes exactly what the main process would (the same functions, seeds and JAX
-settings; a test compares the two), and each task is redone in the main process when the helper
-cannot serve it (it failed to start, died, or raised): a genuine error is then raised there, with
-its usual traceback.
+predictive check, draws the fits' figures (forest, densities, trace, rank: from the fits'
+numbers, :func:`figures`) and the noise models' figure, renders PNGs and writes the NetCDF
+files, while the main process fits every method, scores them and draws the predictive figures.
+It holds one task at a time; the rest wait in the main process, which takes queued tasks back
+(from the back of the queue) when it would otherwise wait (:func:`take_back`). It computes
+exactly what the main process would (the same functions, seeds and JAX settings; a test
+compares the two), and each task is redone in the main process when the helper cannot serve it
+(it failed to start, died, or raised): a genuine error is then raised there, with its usual
+traceback.
 
 The helper is a plain ``python -c`` subprocess that talks over two pipes (pickles both ways),
 not ``multiprocessing``: spawn would re-run the user's ``__main__`` script in the child. One
-helper serves every report of the session (started on first use, closed at exit). Python
-warnings raised in it come back and are raised again in the main process, so that the report
-gathers them as it gathers its own. ``PROBMODELS_REPORT_HELPER=0`` (or ``report(...,
-helper=False)``) keeps everything in one process.
+helper serves every report of the session (started on first use, closed at exit); the
+``probmodels`` command starts it before its own imports (``probmodels_launch``), so that both
+processes import at once. Python warnings raised in it come back and are raised again in the
+main process, so that the report gathers them as it gathers its own.
+``PROBMODELS_REPORT_HELPER=0`` (or ``report(..., helper=False)``) keeps everything in one process.
 """
-
 from __future__ import annotations
 
 import atexit
 import io
-import os
 import pickle
 import queue
 import subprocess
-import sys
 import threading
 import traceback
 import warnings
 from collections import deque
 from concurrent.futures import Future
 
-__all__ = ["available", "helper", "close", "resolve", "take_back", "render_png", "alternative_fits", "prior_figure"]
+import probmodels_launch
+from probmodels_launch import available
 
-_BOOT = (
-    "import os, pickle, sys\n"
-    "r = os.fdopen(int(sys.argv[1]), 'rb'); w = os.fdopen(int(sys.argv[2]), 'wb')\n"
-    "sys.path[:] = pickle.load(r)\n"
-    "from probmodels._report_helper import serve\n"
-    "serve(r, w)\n"
-)
+__all__ = ["available", "helper", "close", "resolve", "take_back", "render_png", "alternative_fits", "prior_figure", "figures"]
+
 _HELPER = None
 _LOCK = threading.Lock()
 _STOP = object()
 _CLEAR_EVERY = 40  # tasks served between drops of the helper's compiled programs (a long session)
-
-
-def available() -> bool:
-    """Whether a report may use a helper: two or more cores and not switched off."""
-    if os.environ.get("PROBMODELS_REPORT_HELPER", "1").strip().lower() in ("0", "off", "false", "no"):
-        return False
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return cores >= 2
 
 
 def helper() -> "Helper | None":
@@ -68,7 +55,7 @@ def helper() -> "Helper | None":
             _HELPER = None
         if _HELPER is None:
             try:
-                _HELPER = Helper()
+                _HELPER = Helper(probmodels_launch.take_early())
             except (OSError, ValueError):  # pragma: no cover - no subprocess, or no pass_fds (Windows)
                 return None
         return _HELPER
@@ -90,27 +77,16 @@ atexit.register(close)
 class Helper:
     """One helper process; :meth:`submit` returns a ``Future`` (tasks run in order)."""
 
-    def __init__(self):
-        r_task, w_task = os.pipe()
-        r_res, w_res = os.pipe()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(r_task), str(w_res)],
-                pass_fds=(r_task, w_res),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
-        finally:
-            os.close(r_task)
-            os.close(w_res)
-        self._out = os.fdopen(w_task, "wb")
-        self._in = os.fdopen(r_res, "rb")
+    def __init__(self, started=None):
+        """A new helper process, or ``started``: one :func:`probmodels_launch.spawn` started
+        (the command starts it before its own imports)."""
+        self.proc, self._out, self._in = started if started is not None else probmodels_launch.spawn()
         self._tasks: queue.Queue = queue.Queue()
         self._pending: deque = deque()
         self._served = 0
         self.answered = 0  # tasks the helper served (a test checks that a report used it)
         self._broken = False
-        self._tasks.put((list(sys.path), None))  # the helper imports what this process imports
+        self._free = threading.Semaphore(1)
         threading.Thread(target=self._send, daemon=True, name="probmodels-helper-send").start()
         threading.Thread(target=self._receive, daemon=True, name="probmodels-helper-receive").start()
 
@@ -134,14 +110,21 @@ class Helper:
                 except OSError:
                     pass
                 return
-            if future is not None and not future.set_running_or_notify_cancel():
-                continue  # taken back by the main process (take_back)
             try:  # whole, before writing: a pickling error must not leave half a task in the pipe
                 blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as err:  # an object that does not pickle: done in the main process
-                if future is not None:
+                if future is not None and future.set_running_or_notify_cancel():
                     future.set_exception(err)
                 continue
+            # one task at a time in the helper's hands: the rest stay queued here, where the
+            # main process can still take them back (take_back) when it would otherwise wait
+            sent_one = False
+            while not self._broken and not sent_one:
+                sent_one = self._free.acquire(timeout=0.2)
+            if future is not None and not future.set_running_or_notify_cancel():
+                if sent_one:
+                    self._free.release()
+                continue  # taken back by the main process
             if self._broken:
                 if future is not None:
                     future.set_exception(RuntimeError("the report's helper process stopped"))
@@ -162,6 +145,7 @@ class Helper:
                 self._fail(err)
                 return
             future = self._pending.popleft()
+            self._free.release()
             ok, value, caught = reply
             if ok:
                 self.answered += 1
@@ -171,6 +155,7 @@ class Helper:
 
     def _fail(self, err):
         self._broken = True
+        self._free.release()  # (wakes the sender, which fails every later task at once)
         while self._pending:
             future = self._pending.popleft()
             if not future.done():
@@ -214,11 +199,46 @@ def resolve(future: Future | None, local):
 DPI = 90  # the report's PNGs
 
 
-def render_png(fig, dpi: int = DPI) -> bytes:
-    """A figure as PNG bytes."""
+def render_png(fig, dpi: int = DPI, pad: float = 0.1) -> bytes:
+    """A figure as PNG bytes, cut to what it draws plus ``pad`` inches, as
+    ``savefig(bbox_inches="tight", pad_inches=pad)`` makes it, but drawn once where everything
+    lies on the canvas (cropped and framed in the figure's colour): savefig's "tight" draws the
+    figure twice, the first time only to measure it, and that was half of a report's rendering
+    time. A figure that reaches past its canvas is saved by savefig with the box measured here."""
+    import matplotlib.image as mimage
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+
+    canvas_before, dpi_before = fig.canvas, fig.dpi
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
+    try:
+        canvas = FigureCanvasAgg(fig)
+        fig.dpi = dpi
+        canvas.draw()
+        box = fig.get_tightbbox(canvas.get_renderer())
+        w, h = fig.get_size_inches()
+        slack = 0.5 / dpi  # (half a pixel past the edge is not drawn anyway)
+        if not (box.x0 >= -slack and box.y0 >= -slack and box.x1 <= w + slack and box.y1 <= h + slack):
+            fig.dpi = dpi_before
+            fig.set_canvas(canvas_before)
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches=box.padded(pad))
+            return buf.getvalue()
+        # savefig's output: the padded box, int(size x dpi) pixels, the canvas placed in it
+        rgba = np.asarray(canvas.buffer_rgba())
+        out_h, out_w = int((box.height + 2 * pad) * dpi), int((box.width + 2 * pad) * dpi)
+        top, left = int(round((h - box.y1 - pad) * dpi)), int(round((box.x0 - pad) * dpi))
+        colour = np.round(np.asarray(to_rgba(fig.get_facecolor())) * 255).astype(np.uint8)
+        framed = np.empty((out_h, out_w, 4), np.uint8)
+        framed[...] = colour
+        r0, c0 = max(top, 0), max(left, 0)
+        r1, c1 = min(top + out_h, rgba.shape[0]), min(left + out_w, rgba.shape[1])
+        framed[r0 - top : r1 - top, c0 - left : c1 - left] = rgba[r0:r1, c0:c1]
+        mimage.imsave(buf, framed, format="png", dpi=dpi)
+        return buf.getvalue()
+    finally:
+        fig.dpi = dpi_before
+        fig.set_canvas(canvas_before)
 
 
 def alternative_fits(alternatives: dict, data: dict, method: str, options: dict) -> dict:
@@ -249,6 +269,7 @@ def prior_figure(program, data: dict, observed: str):
     # (random_seed: which 100 of the 200 simulations are drawn, not numpy's global state)
     ax = np.ravel(az.plot_ppc(prior, group="prior", num_pp_samples=100, figsize=(8, 4), random_seed=0))[0]
     ax.set_title("prior predictive check (100 simulations from the priors)")
+    ax.figure.tight_layout()
     return ax.figure, None
 
 
@@ -282,6 +303,39 @@ def _task_prior_figure(path, data, observed):
     return blob, png, note
 
 
+def figures(path: str, data: dict, recipe: dict, parts, render: bool = True) -> dict:
+    """``{name: (pickled figure, PNG)}``: the report's figures ``parts`` (see
+    ``_report_figures.all_figures``) drawn from ``recipe`` (``probmodels._report_tasks._recipe``:
+    the fits as ``_io.state`` and what the report chose to show), and rendered."""
+    import matplotlib.pyplot as plt
+
+    from . import _io
+    from ._report_figures import FigureInputs, all_figures
+    from .report import load_spec
+
+    _, spec = load_spec(path)
+    fits = {label: _io.restore(st) for label, st in recipe["states"].items()}
+    found = dict(getattr(spec, "ALTERNATIVES", {}) or {})
+    pick = lambda label: (label, fits[label]) if label is not None else (None, None)  # noqa: E731
+    inputs = FigureInputs(
+        fits=fits,
+        posterior=pick(recipe["posterior"]),
+        sampler=pick(recipe["sampler"]),
+        points={k: f for k, f in fits.items() if f.is_point},
+        truth=recipe["truth"],
+        program=spec.program,
+        data=data,
+        observed=recipe["observed"],
+        point_values=recipe["point_values"],
+        alternatives={k: (found[k], v) for k, v in recipe["alternatives"].items()},
+    )
+    out = {}
+    for name, fig in all_figures(inputs, parts).items():
+        out[name] = (pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL), render_png(fig) if render else None)
+        plt.close(fig)
+    return out
+
+
 def _task_render(blob):
     import matplotlib.pyplot as plt
 
@@ -305,6 +359,7 @@ def _task_clear():
 _TASKS = {
     "alternative_fits": _task_alternative_fits,
     "prior_figure": _task_prior_figure,
+    "figures": figures,
     "render": _task_render,
     "netcdf": _task_netcdf,
     "clear": _task_clear,
@@ -320,6 +375,19 @@ def serve(reader, writer):
 
     import probmodels  # noqa: F401  (JAX settings, as in the main process)
 
+    probmodels_launch.settle()  # (the boot turned the collector off for the imports)
+
+    try:
+        _loop(reader, writer)
+    finally:  # (closed here: the interpreter's exit would warn about open files)
+        for f in (reader, writer):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _loop(reader, writer):
     while True:
         try:
             task, args = pickle.load(reader)

@@ -119,7 +119,7 @@ def _bands(fits, u_key, data, observed):
         ax.set_title(f"{label} ({'Wald + plug-in' if f.is_point else 'posterior'})", fontsize=9)
         ax.set_xlabel(u_key)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Predictions over the input's range: band of the predictor and of a new observation", y=1.02)
+    fig.suptitle("Predictions over the input's range: band of the predictor and of a new observation")
     fig.tight_layout()
     return fig
 
@@ -142,6 +142,6 @@ def _ppcs(fits, observed):
         n = int(np.prod([pp.sizes["chain"], pp.sizes["draw"]]))
         az.plot_ppc(idata, num_pp_samples=min(50, n), ax=ax, var_names=[observed] if observed in pp else None, legend=False, random_seed=0)
         ax.set_title(f"{label} ({'plug-in' if f.is_point else 'posterior'})", fontsize=9)
-    fig.suptitle("Predictive checks: replicated against observed data, per method", y=1.02)
+    fig.suptitle("Predictive checks: replicated against observed data, per method")
     fig.tight_layout()
     return fig

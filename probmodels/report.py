@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _report_helper
+from . import _report_tasks as tasks
 from ._data import as_data
 from .compare import compare, heldout
 from .fit import METHODS, fit
@@ -153,10 +153,10 @@ def report(
     quiet : bool
         No progress on the terminal (stderr).
     helper : bool, optional
-        Run the work that needs none of the report's fits (the ALTERNATIVES' fits, the prior
-        predictive check, PNG rendering) in a helper process beside this one. By default on with
-        two or more cores unless ``PROBMODELS_REPORT_HELPER=0``; the answers are the same either
-        way.
+        Run the work that needs none of this process's compiled programs (the ALTERNATIVES'
+        fits, the prior predictive check, the fits' figures, PNG rendering, NetCDF files) in a
+        helper process beside this one. By default on with two or more cores unless
+        ``PROBMODELS_REPORT_HELPER=0``; the answers are the same either way.
 
     Returns
     -------
@@ -194,7 +194,7 @@ def report(
     program = spec.program
     rep = Report(name=name, title=title, description=description, fits={})
     rep.timings["model file and data()"] = time.perf_counter() - t_all
-    pending = _start_helper(helper, path, data, methods, options, observed, alternatives)
+    pending = tasks.start(helper, path, data, methods, options, observed, alternatives, _loo_method(methods))
     rep.helper = pending.get("helper") if out is not None else None  # renders PNGs, writes NetCDF
     # ArviZ's own warnings become findings, not raw console output
     with warnings.catch_warnings(record=True) as raw:
@@ -206,25 +206,6 @@ def report(
         rep.files = write(rep, out, quick=quick, model_path=path)  # adds its own time to the table
         _progress(f"wrote {os.path.join(out, 'report.html')} ({rep.timings['total']:.0f} s)", quiet)
     return rep
-
-
-def _start_helper(use, path, data, methods, options, observed, alternatives) -> dict:
-    """Hand the work that needs none of the fits to the helper process: ``{"helper": Helper,
-    task: Future}`` (empty without a helper; each task is then done here, as it is when the
-    helper fails)."""
-    if not (_report_helper.available() if use is None else use):
-        return {}
-    h = _report_helper.helper()
-    if h is None:
-        return {}
-    pending = {"helper": h}
-    posterior = [m for m in methods if REGISTRY[m].kind != "point"]
-    if alternatives and posterior:  # (first: the LOO step needs them before the figures need the prior's)
-        method = _loo_method(methods)
-        quiet_options = {**options.get(method, {}), "progress": False}  # no bars from the helper
-        pending["alternatives"] = h.submit("alternative_fits", os.path.abspath(path), list(alternatives), data, method, quiet_options)
-    pending["prior"] = h.submit("prior_figure", os.path.abspath(path), data, observed)
-    return pending
 
 
 def _gathered(records) -> list:
@@ -280,11 +261,14 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
-    # 3. the fits' figures first, so that the helper renders them while the rest is computed
+    # 3. the fits' figures: drawn and rendered by the helper while the rest is computed here;
+    # the posterior predictive check here (its replicates are the fit's own, which its file keeps)
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
-    rep.figures = figs.all_figures(_figure_inputs(rep, program, data, observed, truth, {}), noise=False)
-    _render(rep)
+    inputs = _figure_inputs(rep, program, data, observed, truth, {})
+    drawn = [tasks.figures(rep, pending, inputs, ("fits",))]
+    rep.figures = figs.all_figures(inputs, ("ppc",))
+    tasks.render(rep)
     rep.timings["figures"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -335,13 +319,17 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     # the noise models' figure (with the alternatives' estimates) and the predictive figures
     _progress("predictive figures ...", quiet)
     t0 = time.perf_counter()
-    rep.figures.update(figs.all_figures(_figure_inputs(rep, program, data, observed, truth, alternatives), posterior=False))
-    _render(rep)
+    drawn.append(tasks.figures(rep, pending, _figure_inputs(rep, program, data, observed, truth, alternatives), ("noise",)))
     rep.timings["figures"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    rep.figures.update(workflow.workflow_figures(rep, program, data, observed, _prior_figure(rep, program, data, observed, pending)))
-    _render(rep)
+    rep.figures.update(workflow.workflow_figures(rep, program, data, observed, tasks.prior_figure(rep, program, data, observed, pending)))
+    tasks.render(rep)
     rep.timings["predictive figures"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for got in drawn:  # (the helper's figures, waited for here, at the end)
+        rep.figures.update(got())
+    rep.figures = tasks.in_order(rep.figures)
+    rep.timings["figures"] += time.perf_counter() - t0
     import matplotlib.pyplot as plt
 
     for fig in rep.figures.values():  # the Report holds them, pyplot need not: no pile of open
@@ -364,34 +352,6 @@ def _put_before(d: dict, key, later: tuple) -> None:
     items = {k: d[k] for k in keys}
     d.clear()
     d.update(items)
-
-
-def _render(rep):
-    """Send the figures not yet rendered to the helper (when there is one and files are written)."""
-    if rep.helper is None:
-        return
-    for key, fig in rep.figures.items():
-        if key not in rep.pngs:
-            try:
-                blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # a figure that does not pickle is rendered here
-                continue
-            rep.pngs[key] = rep.helper.submit("render", blob)
-
-
-def _prior_figure(rep, program, data, observed, pending):
-    """The prior predictive check (from the helper when it drew it): the figure or None."""
-    got = _report_helper.resolve(pending.get("prior"), lambda: None)
-    if got is None:
-        (fig, note), png = _report_helper.prior_figure(program, data, observed), None
-    else:
-        blob, png, note = got
-        fig = None if blob is None else pickle.loads(blob)
-    if note:
-        rep.notes.append(note)
-    if fig is not None and png is not None:
-        rep.pngs["prior_predictive"] = png
-    return fig
 
 
 def _weighted_fit(program, data, method, options, weights):

@@ -13,6 +13,8 @@ from sklearn.linear_model import Lasso, Ridge
 import probmodels
 from probmodels import noise, observe, param
 
+from .conftest import hash_seed_digests
+
 SIGMA = 0.8
 
 
@@ -242,18 +244,7 @@ def test_a_prior_that_is_no_pytree_is_switched_too(rng):
 
 
 _LOWER = """
-import hashlib, numpy as np, numpyro.distributions as dist
-from probmodels import noise, observe, param
 from probmodels.solvers import point
-from probmodels.solvers._objective import Objective
-
-def program(u, x=None):
-    slope = param("slope", dist.Normal(0.0, 10.0))
-    scale = param("scale", dist.HalfNormal(5.0))
-    return observe("x", slope * u + noise.StudentT(df=4.0, scale=scale), obs=x)
-
-u = np.linspace(-1.0, 1.0, 20)
-obj = Objective(program, {"u": u, "x": 2.0 * u})
 fns = point._solver(obj, "newton", (), False, "exact")
 zeros = np.zeros(obj.dim)
 text = fns["run"].trace(obj.z0, obj.arrays, point.switches(0.0, True, True), zeros, zeros, 1e-9, 50).lower().as_text()
@@ -264,17 +255,7 @@ print(hashlib.sha256(text.encode()).hexdigest())
 def test_the_shared_optimizer_compiles_to_the_same_program_in_every_process():
     """The persistent compilation cache keys on the lowered program: it must not depend on the
     process's hash seed (numpyro flattens a distribution in the order of a set of field names,
-    so priors passed to the switch's cond as pytrees made a different program in every other
-    process, and a cache miss)."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    digests = set()
-    for seed in ("1", "2", "3"):
-        env = dict(os.environ, PYTHONHASHSEED=seed, PROBMODELS_CACHE_DIR="off", PYTHONPATH=str(root))
-        out = subprocess.run([sys.executable, "-c", _LOWER], env=env, cwd=root, capture_output=True, text=True, check=True)
-        digests.add(out.stdout.strip().splitlines()[-1])
+    so priors passed to the switch's cond as pytrees in that order made a different program in
+    every other process, and a cache miss; they are passed in sorted order)."""
+    digests = hash_seed_digests(_LOWER)
     assert len(digests) == 1, digests

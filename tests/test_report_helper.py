@@ -172,3 +172,102 @@ def test_a_loaded_posterior_gives_its_saved_log_likelihood(tmp_path):
         np.testing.assert_allclose(back.pointwise_log_likelihood(), f.pointwise_log_likelihood(), rtol=1e-12)
         with pytest.raises(ValueError, match="holds no program"):
             back.pointwise_log_likelihood(data=spec.data())
+
+
+def test_the_command_starts_the_helper_before_its_imports(tmp_path):
+    """``probmodels report`` (probmodels_launch.console) starts the helper before importing
+    probmodels, and the report takes that one over; other commands start none."""
+    import subprocess
+    import sys
+
+    import probmodels_launch
+
+    assert probmodels_launch._reports(["report", "models/x.py", "--quick"])
+    assert not probmodels_launch._reports(["report", "--help"]) and not probmodels_launch._reports([])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import probmodels_launch as launch
+        started = []
+        take = launch.take_early
+        def taken():
+            early = take()
+            print("early helper", early is not None and early[0].pid == started[0].pid, flush=True)
+            return early
+        spawn = launch.spawn
+        def spawned():
+            print("spawned before probmodels:", "probmodels" not in sys.modules, flush=True)
+            got = spawn()
+            started.append(got[0])
+            return got
+        launch.take_early, launch.spawn = taken, spawned
+        sys.argv = ["probmodels", "report", "--out", {str(tmp_path / "out")!r}, "--quick", "--quiet"]
+        launch.console()
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=dict(os.environ, PROBMODELS_REPORT_HELPER="1"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "spawned before probmodels: True" in res.stdout and "early helper True" in res.stdout, res.stdout
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_an_early_helper_is_taken_over_once():
+    import probmodels_launch
+
+    _report_helper.close(wait=True)
+    probmodels_launch._EARLY = probmodels_launch.spawn()
+    pid = probmodels_launch._EARLY[0].pid
+    h = _report_helper.helper()
+    assert h.proc.pid == pid and probmodels_launch.take_early() is None
+    assert _report_helper.resolve(h.submit("clear"), lambda: "here") is None  # served there
+
+
+def test_the_command_collects_garbage_less_often():
+    """The command's imports run with the collector off; then their objects are frozen and full
+    collections are ten times rarer (probmodels_launch.imported)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, probmodels_launch\n"
+        "with probmodels_launch.imported():\n"
+        "    assert not gc.isenabled()\n"
+        "    import probmodels\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10000, gc.get_threshold()[2])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "100"]
+
+
+@pytest.mark.parametrize("where", ["inside", "past the edge"])
+def test_render_png_is_savefig_tight(where):
+    """One drawing, cut and framed, where the figure lies on its canvas: the image savefig's
+    bbox_inches="tight" gives (its size; its pixels up to sub-pixel placement); savefig itself
+    where the figure reaches past the canvas. The figure is left as it was."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(np.sin(np.linspace(0, 6, 200)))
+    ax.set_title("a title", y=1.2 if where == "past the edge" else 1.0)
+    ax.set_xlabel("x")
+    fig.tight_layout() if where == "inside" else None
+    canvas, dpi = fig.canvas, fig.dpi
+    calls = []
+    fig.savefig = lambda *a, **k: calls.append(1) or type(fig).savefig(fig, *a, **k)
+    got = _report_helper.render_png(fig)
+    del fig.savefig
+    assert len(calls) == (0 if where == "inside" else 1)  # one drawing where it fits
+    assert fig.canvas is canvas and fig.dpi == dpi
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_report_helper.DPI, bbox_inches="tight")
+    plt.close(fig)
+    a = np.asarray(Image.open(io.BytesIO(got)).convert("L"), dtype=float)
+    b = np.asarray(Image.open(buf).convert("L"), dtype=float)
+    assert a.shape == b.shape
+    # the same picture in the same place (savefig places it to a fraction of a pixel, the cut to
+    # whole pixels): the same ink, centred within a pixel
+    ink_a, ink_b = 255.0 - a, 255.0 - b
+    assert abs(ink_a.sum() / ink_b.sum() - 1.0) < 0.01
+    rows, cols = np.indices(a.shape)
+    for grid in (rows, cols):
+        assert abs((grid * ink_a).sum() / ink_a.sum() - (grid * ink_b).sum() / ink_b.sum()) < 1.0

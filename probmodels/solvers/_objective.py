@@ -440,15 +440,117 @@ def _switched_sum(weight, terms):
     stays a cond under ``vmap``, ``jacfwd`` and ``jacrev``). ``1.0 * x == x``: with the weight 1
     the terms are the static switch's exactly, only summed after the rest of the log density.
 
-    The branches close over the terms (JAX turns the tracers they hold into operands, in the
-    order the branch uses them). Not the terms as pytree operands: the order in which numpyro
-    flattens a distribution follows a set of field names, which changes with the process's hash
-    seed, and so would the compiled program and its persistent-cache key (a miss in every other
-    process); nor would a user's distribution without pytree fields survive it."""
+    The terms enter the cond as operands, in an order that does not depend on the process
+    (:func:`_canonical`), and its branch is one function per layout of them: JAX then traces each
+    branch once per program and reuses it (and its derivatives) at every other trace of the
+    log density in the optimiser, which halves the optimiser's trace. Terms that cannot be
+    passed so (a user's distribution that is no complete pytree) are closed over instead: JAX
+    turns the tracers they hold into operands, in the order the branch uses them, and traces
+    the branch anew each time."""
     if not terms:
         return 0.0
     weight = jnp.asarray(weight, jnp.float64)
+    try:
+        leaves, on = _canonical(terms)
+    except _NotCanonical:
+        leaves, on = None, None
+    if on is not None:
+        try:
+            return jax.lax.cond(weight != 0.0, on, _switched_off, weight, leaves)
+        except (AttributeError, TypeError, NotImplementedError, KeyError):  # rebuilt incompletely
+            pass
     return jax.lax.cond(weight != 0.0, lambda: _terms_on(weight, terms), lambda: jnp.zeros((), jnp.float64))
+
+
+class _NotCanonical(Exception):
+    pass
+
+
+_BRANCHES: "collections.OrderedDict" = collections.OrderedDict()  # (treedef, order) -> branch
+
+
+def _switched_off(weight, leaves):
+    return jnp.zeros((), jnp.float64)
+
+
+def _canonical(terms):
+    """``(leaves, branch)``: the terms' pytree leaves sorted by their path of field names, and
+    the function (one per layout, kept) that rebuilds the terms from them and sums them.
+
+    numpyro flattens a distribution's fields in the order of a set of names, which changes with
+    the process's hash seed; the lowered program, and its persistent-cache key, must not. A
+    distribution whose instance holds values that are not pytree fields (a user's class without
+    ``arg_constraints`` or ``pytree_data_fields``) would be rebuilt without them: such terms, and
+    nodes that are not numpyro's or whose flattening is unknown, raise :class:`_NotCanonical`."""
+    _check_tree(terms)
+    try:
+        with_path, treedef = jax.tree_util.tree_flatten_with_path(terms)
+        hash(treedef)
+    except Exception as err:  # (a transform without tree_flatten, unhashable aux data)
+        raise _NotCanonical from err
+    names = [_path_names(terms, path) for path, _ in with_path]
+    order = tuple(sorted(range(len(names)), key=names.__getitem__))
+    key = (treedef, order)
+    on = _BRANCHES.get(key)
+    if on is None:
+
+        def on(weight, leaves):
+            flat = [None] * len(leaves)
+            for pos, i in enumerate(order):
+                flat[i] = leaves[pos]
+            return _terms_on(weight, jax.tree_util.tree_unflatten(treedef, flat))
+
+        _BRANCHES[key] = on
+        while len(_BRANCHES) > _CACHE_SIZE:
+            _BRANCHES.popitem(last=False)
+    return [with_path[i][1] for i in order], on
+
+
+def _path_names(root, path) -> tuple:
+    """A leaf's path as names: a distribution's field name where numpyro gives an index."""
+    node, out = root, []
+    for k in path:
+        if isinstance(k, jax.tree_util.SequenceKey):
+            node, name = node[k.idx], f"{k.idx:06d}"
+        elif isinstance(k, jax.tree_util.GetAttrKey):
+            node, name = getattr(node, k.name), k.name
+        elif isinstance(k, jax.tree_util.DictKey):
+            node, name = node[k.key], repr(k.key)
+        elif isinstance(k, jax.tree_util.FlattenedIndexKey):
+            children = node.tree_flatten()[0]
+            name = type(node).gather_pytree_data_fields()[k.key] if isinstance(node, dist.Distribution) else f"{k.key:06d}"
+            node = children[k.key]
+        else:
+            raise _NotCanonical(f"unknown pytree key {k!r}")
+        out.append(name)
+    return tuple(out)
+
+
+def _check_tree(node):
+    """Raise :class:`_NotCanonical` unless flattening ``node`` keeps everything it holds: every
+    distribution in it holds only its pytree fields (a value that is none would be dropped, or
+    replaced by a class attribute of that name), and every other node is numpyro's."""
+    if node is None or isinstance(node, (bool, int, float, complex, np.ndarray, np.generic, jax.Array)):
+        return
+    if isinstance(node, (tuple, list)):
+        for child in node:
+            _check_tree(child)
+        return
+    cls = type(node)
+    if isinstance(node, dist.Distribution):
+        kept = set(cls.gather_pytree_data_fields()) | set(cls.gather_pytree_aux_fields())
+        kept |= {"_batch_shape", "_event_shape", "_validate_args"}
+        for name in vars(node):
+            if name not in kept and not isinstance(getattr(cls, name, None), dist.util.lazy_property):
+                raise _NotCanonical(f"{cls.__name__}.{name} is not a pytree field")
+    elif not cls.__module__.startswith("numpyro.") or not hasattr(node, "tree_flatten"):
+        raise _NotCanonical(f"{cls.__name__}: unknown flattening")
+    try:
+        children = node.tree_flatten()[0]
+    except Exception as err:  # (a transform without tree_flatten)
+        raise _NotCanonical from err
+    for child in children:
+        _check_tree(child)
 
 
 def is_switch(value) -> bool:
