@@ -14,7 +14,7 @@ from numpyro.infer import Predictive
 
 from .plots import plot_penalty_geometry
 
-__all__ = ["all_figures", "noise_models_at", "FigureInputs", "PARTS"]
+__all__ = ["all_figures", "noise_models_at", "room_below", "ppc_arrays", "draw_ppc", "FigureInputs", "PARTS"]
 
 
 class FigureInputs(NamedTuple):
@@ -106,8 +106,17 @@ def _fit_figures(inputs: FigureInputs) -> dict:
         figs["trace"] = np.ravel(axes)[0].figure
         axes = az.plot_rank(idata, var_names=var_names, coords=coords, figsize=(10, 2.4 * int(np.ceil(entries / 3))))
         figs["rank"] = np.ravel(axes)[0].figure
-        figs["rank"].tight_layout()  # (its axis labels inside the canvas: one drawing renders it)
+        room_below(figs["rank"], 0.6)
+        figs["rank"].subplots_adjust(wspace=0.35, hspace=0.6)  # (each panel's "Chain" clear of the last)
     return figs
+
+
+def room_below(fig, inches: float) -> None:
+    """Room for the x-axis labels inside the canvas (ArviZ's figures put them past its bottom
+    edge), so that a report renders the figure in one drawing (``render_png``): a margin set,
+    not measured as ``tight_layout`` measures it (each costs a drawing's worth of text layout);
+    too small a margin only makes ``render_png`` save it the slow way."""
+    fig.subplots_adjust(bottom=min(0.45, inches / fig.get_figheight()))
 
 
 def _noise_figures(inputs: FigureInputs) -> dict:
@@ -161,6 +170,11 @@ def _densities(points, label, post, truth):
 def _ppc(program, data, observed, post, label, n=100):
     """The posterior predictive check: ``n`` replicates spread over the draws (each a KDE line;
     200 of them took twice as long to draw and render as 100, and show nothing more)."""
+    return draw_ppc(**ppc_arrays(program, data, observed, post, label, n))
+
+
+def ppc_arrays(program, data, observed, post, label, n=100) -> dict:
+    """What :func:`draw_ppc` draws: ``n`` replicates of the observations and the observations."""
     draws = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in post.draws.items() if k in post.estimate}
     total = len(next(iter(draws.values())))
     idx = np.linspace(0, total - 1, min(n, total)).astype(int)
@@ -176,11 +190,17 @@ def _ppc(program, data, observed, post, label, n=100):
     obs = np.asarray(data[observed])
     if np.issubdtype(pp.dtype, np.integer) and np.all(obs == np.round(obs)):
         obs = obs.astype(pp.dtype)  # whole-number float labels: bin them as the integer draws are
+    return dict(pp=pp, obs=obs, observed=observed, label=label)
+
+
+def draw_ppc(pp, obs, observed, label):
+    """The posterior predictive check of :func:`ppc_arrays`' numbers (in the report's helper
+    process, or here)."""
     idata = az.from_dict(posterior_predictive={observed: pp}, observed_data={observed: obs})
-    ax = az.plot_ppc(idata, num_pp_samples=len(idx), figsize=(8, 4), random_seed=0)
+    ax = az.plot_ppc(idata, num_pp_samples=pp.shape[1], figsize=(8, 4), random_seed=0)
     ax = np.ravel(ax)[0]
-    ax.set_title(f"posterior predictive check ({label}, {len(idx)} draws)")
-    ax.figure.tight_layout()
+    ax.set_title(f"posterior predictive check ({label}, {pp.shape[1]} draws)")
+    room_below(ax.figure, 0.6)
     return ax.figure
 
 

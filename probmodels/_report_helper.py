@@ -38,7 +38,7 @@ from concurrent.futures import Future
 import probmodels_launch
 from probmodels_launch import available
 
-__all__ = ["available", "helper", "close", "resolve", "take_back", "render_png", "alternative_fits", "prior_figure", "figures"]
+__all__ = ["available", "helper", "close", "resolve", "take_back", "render_png", "alternative_fits", "prior_figure", "figures", "drawings", "draw"]
 
 _HELPER = None
 _LOCK = threading.Lock()
@@ -258,6 +258,7 @@ def prior_figure(program, data: dict, observed: str):
     import arviz as az
     import numpy as np
 
+    from ._report_figures import room_below
     from .predict import prior_predictive
 
     try:
@@ -269,7 +270,7 @@ def prior_figure(program, data: dict, observed: str):
     # (random_seed: which 100 of the 200 simulations are drawn, not numpy's global state)
     ax = np.ravel(az.plot_ppc(prior, group="prior", num_pp_samples=100, figsize=(8, 4), random_seed=0))[0]
     ax.set_title("prior predictive check (100 simulations from the priors)")
-    ax.figure.tight_layout()
+    room_below(ax.figure, 0.6)
     return ax.figure, None
 
 
@@ -336,6 +337,26 @@ def figures(path: str, data: dict, recipe: dict, parts, render: bool = True) -> 
     return out
 
 
+def drawings() -> dict:
+    """The figures drawn from plain numbers (``name -> function(**arrays) -> figure``)."""
+    from ._report_figures import draw_ppc
+    from ._report_workflow import draw_bands
+
+    return {"ppc": draw_ppc, "bands": draw_bands}
+
+
+def draw(name: str, key: str, arrays: dict, render: bool = True) -> dict:
+    """``{key: (pickled figure, PNG or None)}``: the drawing ``name`` (:func:`drawings`) of
+    ``arrays``, the report's figure ``key``."""
+    import matplotlib.pyplot as plt
+
+    fig = drawings()[name](**arrays)
+    try:
+        return {key: (pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL), render_png(fig) if render else None)}
+    finally:
+        plt.close(fig)
+
+
 def _task_render(blob):
     import matplotlib.pyplot as plt
 
@@ -360,6 +381,7 @@ _TASKS = {
     "alternative_fits": _task_alternative_fits,
     "prior_figure": _task_prior_figure,
     "figures": figures,
+    "draw": draw,
     "render": _task_render,
     "netcdf": _task_netcdf,
     "clear": _task_clear,

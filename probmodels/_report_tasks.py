@@ -10,7 +10,7 @@ import pickle
 from . import _report_helper
 from .solvers import REGISTRY
 
-__all__ = ["start", "figures", "render", "prior_figure", "in_order", "FIGURE_ORDER"]
+__all__ = ["start", "figures", "drawing", "render", "prior_figure", "in_order", "Later", "FIGURE_ORDER"]
 
 FIGURE_ORDER = ["forest", "densities", "trace", "rank", "ppc", "penalty_geometry", "prior_predictive", "predictive"]
 
@@ -40,10 +40,28 @@ def start(use, path, data, methods, options, observed, alternatives, loo_method)
     return pending
 
 
-def figures(rep, pending, inputs, parts):
+class Later:
+    """Figures on their way: :meth:`get` returns ``{name: figure}`` (it waits for the helper,
+    takes the task back if the helper has not started it, or draws them here)."""
+
+    def __init__(self, rep, future, local):
+        self._rep, self._future, self._local = rep, future, local
+
+    def get(self) -> dict:
+        if self._future is None or _report_helper.take_back(self._future):
+            return self._local()
+        here = lambda: {k: (f, None) for k, f in self._local().items()}  # noqa: E731
+        out = {}
+        for name, (fig, png) in _report_helper.resolve(self._future, here).items():
+            out[name] = pickle.loads(fig) if isinstance(fig, bytes) else fig
+            if png is not None:  # (rendered there; else write() renders it)
+                self._rep.pngs[name] = png
+        return out
+
+
+def figures(rep, pending, inputs, parts) -> Later:
     """The figures ``parts`` of ``inputs``, drawn (and, with files to write, rendered) by the
-    helper process when there is one: a function that returns ``{name: figure}`` (it waits for
-    the helper, or draws them here)."""
+    helper process when there is one."""
     from . import _report_figures as figs
 
     def local():
@@ -51,22 +69,22 @@ def figures(rep, pending, inputs, parts):
 
     if pending.get("helper") is None:
         got = local()
-        return lambda: got
+        return Later(rep, None, lambda: got)
     recipe = _recipe(inputs, "fits" in parts)
-    future = pending["helper"].submit("figures", pending["path"], inputs.data, recipe, parts, rep.helper is not None)
+    return Later(rep, pending["helper"].submit("figures", pending["path"], inputs.data, recipe, parts, rep.helper is not None), local)
 
-    def wait():
-        out = {}
-        here = lambda: {k: (f, None) for k, f in local().items()}  # noqa: E731
-        got = here() if _report_helper.take_back(future) else _report_helper.resolve(future, here)
-        for name, value in got.items():
-            fig, png = value
-            out[name] = pickle.loads(fig) if isinstance(fig, bytes) else fig
-            if png is not None:
-                rep.pngs[name] = png
-        return out
 
-    return wait
+def drawing(rep, pending, name: str, key: str, arrays: dict) -> Later:
+    """The figure ``key`` drawn by ``_report_helper.draw(name, arrays)`` from plain numbers, in
+    the helper process when there is one."""
+
+    def local():
+        return {key: _report_helper.drawings()[name](**arrays)}
+
+    if pending.get("helper") is None:
+        got = local()
+        return Later(rep, None, lambda: got)
+    return Later(rep, pending["helper"].submit("draw", name, key, arrays, rep.helper is not None), local)
 
 
 def _recipe(inputs, with_fits: bool) -> dict:

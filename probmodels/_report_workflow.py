@@ -17,7 +17,7 @@ from .criteria import criteria
 from .predict import constant_data
 from .sensitivity import sensitivity
 
-__all__ = ["workflow_tables", "workflow_figures", "posterior_fit"]
+__all__ = ["workflow_tables", "workflow_figures", "posterior_fit", "band_arrays", "draw_bands"]
 
 GRID = 121
 
@@ -70,9 +70,11 @@ def workflow_tables(rep) -> None:
         rep.findings.append(("prior sensitivity", label, table.attrs["unreliable"]))
 
 
-def workflow_figures(rep, program, data, observed, prior_figure=None) -> dict:
+def workflow_figures(rep, program, data, observed, prior_figure=None, draw=None) -> dict:
     """The prior predictive check (``prior_figure``, drawn by the report's helper or
-    :func:`probmodels._report_helper.prior_figure`) and the predictive figure per method."""
+    :func:`probmodels._report_helper.prior_figure`) and the predictive figure per method.
+    ``draw(name, arrays)``, when given, draws the bands from their numbers (the report hands
+    that to its helper process) and returns what it returns in place of the figure."""
     figs = {}
     if prior_figure is not None:
         figs["prior_predictive"] = prior_figure
@@ -80,7 +82,12 @@ def workflow_figures(rep, program, data, observed, prior_figure=None) -> dict:
     if fits:
         u_key = _one_input(next(iter(fits.values())), observed)
         try:
-            figs["predictive"] = _bands(fits, u_key, data, observed) if u_key else _ppcs(fits, observed)
+            if not u_key:
+                figs["predictive"] = _ppcs(fits, observed)
+            elif draw is None:
+                figs["predictive"] = _bands(fits, u_key, data, observed)
+            else:
+                figs["predictive"] = draw("bands", band_arrays(fits, u_key, data, observed))
         except (ValueError, TypeError) as err:  # a program predict cannot serve: said, not fatal
             rep.notes.append(f"no predictive figure: {err}")
     return figs
@@ -99,24 +106,38 @@ def _one_input(fit, observed):
 def _bands(fits, u_key, data, observed):
     """Over the range of the input: the band of the predictor and of a new observation, per method
     (point fits: the Wald band and the plug-in predictive; posteriors: their predictive)."""
-    import matplotlib.pyplot as plt
+    return draw_bands(**band_arrays(fits, u_key, data, observed))
 
+
+def band_arrays(fits, u_key, data, observed) -> dict:
+    """What :func:`draw_bands` draws: each method's bands on a grid over the input (numbers)."""
     u = np.asarray(data[u_key], dtype=float)
     grid = np.linspace(u.min(), u.max(), GRID)
     new = {k: v for k, v in data.items() if k != observed and not (isinstance(v, np.ndarray) and k != u_key)}
     new[u_key] = grid
-    fig, axes = plt.subplots(1, len(fits), figsize=(3.4 * len(fits), 3.2), sharey=True, squeeze=False)
-    for ax, (label, f) in zip(axes[0], fits.items()):
+    panels = []
+    for label, f in fits.items():
         # the same number of draws for every method: one compiled predictive for all of them; a
         # point fit without its Gaussian approximation (see its warnings) gives the plug-in only
         n = 1000 if f.draws is None else min(1000, _n_draws(f))
         p = f.predict(new, draws=n, parameter_uncertainty=f.is_point and f.draws is not None)
         s = p.summary(prob=0.9)
-        ax.plot(u, np.asarray(data[observed]), "o", color="0.5", ms=2.5, zorder=1)
+        bands = {k: np.asarray(s[k]) for k in ("mean", "mean_low", "mean_high", "obs_low", "obs_high")}
+        panels.append((label, bool(f.is_point), bands))
+    return dict(u=u, x=np.asarray(data[observed]), grid=grid, u_key=u_key, panels=panels)
+
+
+def draw_bands(u, x, grid, u_key, panels):
+    """The predictive figure of :func:`band_arrays`' numbers (in the report's helper process, or here)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, (label, is_point, s) in zip(axes[0], panels):
+        ax.plot(u, x, "o", color="0.5", ms=2.5, zorder=1)
         ax.fill_between(grid, s["obs_low"], s["obs_high"], color="C0", alpha=0.18, lw=0, label="90% new x")
         ax.fill_between(grid, s["mean_low"], s["mean_high"], color="C0", alpha=0.45, lw=0, label="90% predictor")
         ax.plot(grid, s["mean"], color="C0", lw=1.4, label="mean")
-        ax.set_title(f"{label} ({'Wald + plug-in' if f.is_point else 'posterior'})", fontsize=9)
+        ax.set_title(f"{label} ({'Wald + plug-in' if is_point else 'posterior'})", fontsize=9)
         ax.set_xlabel(u_key)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Predictions over the input's range: band of the predictor and of a new observation")

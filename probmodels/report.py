@@ -235,6 +235,7 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     weighted = {}
 
     # 1. every method on all the data
+    noise = None  # the noise models' figure: drawn by the helper once the point fits are done
     for i, m in enumerate(methods, 1):
         _progress(f"[{i}/{len(methods)}] {LABELS[m]}: fitting {name} ...", quiet)
         t0 = time.perf_counter()
@@ -249,6 +250,9 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
             f"converged={d['converged']}, {len(d['warnings'])} warning(s)",
             quiet,
         )
+        early = _alternatives_done(pending, alternatives)
+        if noise is None and early is not None and not any(REGISTRY[k].kind == "point" for k in methods[i:]):
+            noise = tasks.figures(rep, pending, _figure_inputs(rep, program, data, observed, truth, alternatives, early), ("noise",))
 
     # 2. tables
     t0 = time.perf_counter()
@@ -266,9 +270,11 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
     inputs = _figure_inputs(rep, program, data, observed, truth, {})
-    drawn = [tasks.figures(rep, pending, inputs, ("fits",))]
-    rep.figures = figs.all_figures(inputs, ("ppc",))
-    tasks.render(rep)
+    later = [tasks.figures(rep, pending, inputs, ("fits",))]
+    label, post = inputs.posterior
+    if post is not None and observed in data:
+        later.append(tasks.drawing(rep, pending, "ppc", "ppc", figs.ppc_arrays(program, data, observed, post, label)))
+    rep.figures = {}
     rep.timings["figures"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -319,15 +325,23 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     # the noise models' figure (with the alternatives' estimates) and the predictive figures
     _progress("predictive figures ...", quiet)
     t0 = time.perf_counter()
-    drawn.append(tasks.figures(rep, pending, _figure_inputs(rep, program, data, observed, truth, alternatives), ("noise",)))
+    if noise is None:
+        noise = tasks.figures(rep, pending, _figure_inputs(rep, program, data, observed, truth, alternatives), ("noise",))
+    later.append(noise)
     rep.timings["figures"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    rep.figures.update(workflow.workflow_figures(rep, program, data, observed, tasks.prior_figure(rep, program, data, observed, pending)))
+    prior = tasks.prior_figure(rep, program, data, observed, pending)
+    draw = lambda name, arrays: tasks.drawing(rep, pending, name, "predictive", arrays)  # noqa: E731
+    for key, got in workflow.workflow_figures(rep, program, data, observed, prior, draw).items():
+        if isinstance(got, tasks.Later):
+            later.append(got)
+        else:
+            rep.figures[key] = got
     tasks.render(rep)
     rep.timings["predictive figures"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for got in drawn:  # (the helper's figures, waited for here, at the end)
-        rep.figures.update(got())
+    for got in later:  # (the helper's figures, waited for here, at the end)
+        rep.figures.update(got.get())
     rep.figures = tasks.in_order(rep.figures)
     rep.timings["figures"] += time.perf_counter() - t0
     import matplotlib.pyplot as plt
@@ -459,18 +473,32 @@ def _point_values(fits: dict):
     return {k: np.asarray(v) for k, v in points[0].estimate.items()} if points else None
 
 
-def _figure_inputs(rep, program, data, observed, truth, alternatives):
+def _alternatives_done(pending, alternatives):
+    """``{label: estimate}`` of the alternatives when the helper has fitted them already (``{}``
+    without alternatives), else None: the noise models' figure can then be drawn before LOO."""
+    if not alternatives:
+        return {} if pending.get("helper") is not None else None
+    future = pending.get("alternatives")
+    if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    states, _ = future.result()
+    return {label: st["estimate"] for label, st in states.items()}
+
+
+def _figure_inputs(rep, program, data, observed, truth, alternatives, estimates=None):
     """Everything the figures draw, computed here so that the figures module knows nothing of
-    the report."""
+    the report (the alternatives' ``estimates``: those of ``rep.alternative_fits`` by default)."""
     from ._report_figures import FigureInputs
 
     first = next(iter(rep.fits.values()))
     label, post = _posterior(rep.fits)
     sampler = next(((k, f) for k, f in rep.fits.items() if f.kind == "sampler"), (None, None))
+    if estimates is None:
+        estimates = {k: f.estimate for k, f in rep.alternative_fits.items()}
     alt = {}
     for alt_label, prog in alternatives.items():
-        alt_fit = rep.alternative_fits.get(alt_label)
-        alt[alt_label] = (prog, None if alt_fit is None else {k: np.asarray(v) for k, v in alt_fit.estimate.items()})
+        est = estimates.get(alt_label)
+        alt[alt_label] = (prog, None if est is None else {k: np.asarray(v) for k, v in est.items()})
     return FigureInputs(
         fits=rep.fits,
         posterior=(label, post),
