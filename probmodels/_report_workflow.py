@@ -82,12 +82,15 @@ def workflow_figures(rep, program, data, observed, prior_figure=None, draw=None)
     if fits:
         u_key = _one_input(next(iter(fits.values())), observed)
         try:
+            if u_key:
+                try:
+                    arrays = band_arrays(fits, u_key, data, observed)
+                except (ValueError, TypeError):  # (an input that is no axis: the eight schools'
+                    u_key = None  # standard errors; their PPCs instead)
             if not u_key:
                 figs["predictive"] = _ppcs(fits, observed)
-            elif draw is None:
-                figs["predictive"] = _bands(fits, u_key, data, observed)
             else:
-                figs["predictive"] = draw("bands", band_arrays(fits, u_key, data, observed))
+                figs["predictive"] = draw_bands(**arrays) if draw is None else draw("bands", arrays)
         except (ValueError, TypeError) as err:  # a program predict cannot serve: said, not fatal
             rep.notes.append(f"no predictive figure: {err}")
     return figs

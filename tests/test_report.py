@@ -257,3 +257,14 @@ def test_report_compiles_nothing_twice(tmp_path, monkeypatch):
     repeated = [name for (name, key), n in collections.Counter(keys).items() if n > 1]
     assert not repeated, f"compiled more than once: {repeated}"
     assert marks["heldout"] == marks["split_rows"], keys[marks["split_rows"] : marks["heldout"]]
+
+
+def test_an_input_that_is_no_axis_gets_predictive_checks():
+    """The eight schools' one array input is each school's standard error, not an axis to draw
+    bands over (predict on a grid of them cannot broadcast with the eight school effects): the
+    predictive figure is a predictive check per method instead of a note."""
+    rep = report(os.path.join(ROOT, "models", "hierarchical.py"), methods=["mle", "laplace"], quick=True, quiet=True, helper=False)
+    assert "predictive" in rep.figures
+    assert not [n for n in rep.notes if "no predictive figure" in n], rep.notes
+    titles = [ax.get_title() for ax in rep.figures["predictive"].axes]
+    assert titles == ["MLE (plug-in)", "Laplace (posterior)"]
