@@ -60,22 +60,20 @@ def _selection(f, budget=MAX_PANELS):
     return [name], keep
 
 
-PARTS = ("fits", "ppc", "noise")
+PARTS = ("fits", "noise")
 
 
 def all_figures(inputs: FigureInputs, parts=PARTS) -> dict:
-    """The report's figures (matplotlib), by name: those of the fits (``"fits"``: forest,
-    densities, trace, rank), the posterior predictive check (``"ppc"``) and the noise models'
-    penalty geometry (``"noise"``: it needs the alternatives' estimates)."""
+    """The report's figures drawn from its fits (matplotlib), by name: those of the fits
+    (``"fits"``: forest, densities, trace, rank) and the noise models' penalty geometry
+    (``"noise"``: it needs the alternatives' estimates). The posterior predictive check is drawn
+    from its numbers (:func:`ppc_arrays`, :func:`draw_ppc`)."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"all_figures: unknown parts {sorted(unknown)}; use some of {PARTS}")
     figs = {}
     if "fits" in parts:
         figs.update(_fit_figures(inputs))
-    label, post = inputs.posterior
-    if "ppc" in parts and post is not None and inputs.observed in inputs.data:
-        figs["ppc"] = _ppc(inputs.program, inputs.data, inputs.observed, post, label)
     if "noise" in parts:
         figs.update(_noise_figures(inputs))
     return figs
@@ -167,14 +165,10 @@ def _densities(points, label, post, truth):
     return fig
 
 
-def _ppc(program, data, observed, post, label, n=100):
-    """The posterior predictive check: ``n`` replicates spread over the draws (each a KDE line;
-    200 of them took twice as long to draw and render as 100, and show nothing more)."""
-    return draw_ppc(**ppc_arrays(program, data, observed, post, label, n))
-
-
 def ppc_arrays(program, data, observed, post, label, n=100) -> dict:
-    """What :func:`draw_ppc` draws: ``n`` replicates of the observations and the observations."""
+    """What :func:`draw_ppc` draws: ``n`` replicates of the observations spread over the draws
+    (each a KDE line; 200 of them took twice as long to draw and render as 100, and show
+    nothing more) and the observations."""
     draws = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in post.draws.items() if k in post.estimate}
     total = len(next(iter(draws.values())))
     idx = np.linspace(0, total - 1, min(n, total)).astype(int)

@@ -4,9 +4,10 @@ runs beside it.
 A report is single-threaded Python for most of its time (tracing and lowering JAX programs,
 drawing figures), so on a machine with two or more cores a second process halves part of what
 the user waits for. The helper fits the ``ALTERNATIVES`` for the LOO comparison, draws the prior
-predictive check, draws the fits' figures (forest, densities, trace, rank: from the fits'
-numbers, :func:`figures`) and the noise models' figure, renders PNGs and writes the NetCDF
-files, while the main process fits every method, scores them and draws the predictive figures.
+predictive check and every other figure from numbers the main process sends (the fits'
+figures from the fits' states, :func:`figures`; the predictive checks and bands from their
+arrays, :func:`draw`), renders PNGs and writes the NetCDF files, while the main process fits
+every method, scores them and predicts.
 It holds one task at a time; the rest wait in the main process, which takes queued tasks back
 (from the back of the queue) when it would otherwise wait (:func:`take_back`). It computes
 exactly what the main process would (the same functions, seeds and JAX settings; a test
@@ -296,20 +297,23 @@ def _task_prior_figure(path, data, observed):
     fig, note = prior_figure(spec.program, data, observed)
     if fig is None:
         return None, None, note
+    return _shipped(fig) + (note,)
+
+
+def _shipped(fig, render: bool = True) -> tuple:
+    """``(pickled figure, PNG or None)``, the figure closed: what the helper sends back."""
     import matplotlib.pyplot as plt
 
-    png = render_png(fig)
-    blob = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
-    plt.close(fig)
-    return blob, png, note
+    try:
+        return pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL), render_png(fig) if render else None
+    finally:
+        plt.close(fig)
 
 
 def figures(path: str, data: dict, recipe: dict, parts, render: bool = True) -> dict:
-    """``{name: (pickled figure, PNG)}``: the report's figures ``parts`` (see
+    """``{name: (pickled figure, PNG or None)}``: the report's figures ``parts`` (see
     ``_report_figures.all_figures``) drawn from ``recipe`` (``probmodels._report_tasks._recipe``:
     the fits as ``_io.state`` and what the report chose to show), and rendered."""
-    import matplotlib.pyplot as plt
-
     from . import _io
     from ._report_figures import FigureInputs, all_figures
     from .report import load_spec
@@ -330,11 +334,7 @@ def figures(path: str, data: dict, recipe: dict, parts, render: bool = True) -> 
         point_values=recipe["point_values"],
         alternatives={k: (found[k], v) for k, v in recipe["alternatives"].items()},
     )
-    out = {}
-    for name, fig in all_figures(inputs, parts).items():
-        out[name] = (pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL), render_png(fig) if render else None)
-        plt.close(fig)
-    return out
+    return {name: _shipped(fig, render) for name, fig in all_figures(inputs, parts).items()}
 
 
 def drawings() -> dict:
@@ -348,13 +348,7 @@ def drawings() -> dict:
 def draw(name: str, key: str, arrays: dict, render: bool = True) -> dict:
     """``{key: (pickled figure, PNG or None)}``: the drawing ``name`` (:func:`drawings`) of
     ``arrays``, the report's figure ``key``."""
-    import matplotlib.pyplot as plt
-
-    fig = drawings()[name](**arrays)
-    try:
-        return {key: (pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL), render_png(fig) if render else None)}
-    finally:
-        plt.close(fig)
+    return {key: _shipped(drawings()[name](**arrays), render)}
 
 
 def _task_render(blob):

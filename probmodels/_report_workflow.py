@@ -106,12 +106,6 @@ def _one_input(fit, observed):
     return k if np.ndim(v) == 1 and np.ndim(obs) == 1 and len(v) == len(obs) and np.issubdtype(v.dtype, np.floating) else None
 
 
-def _bands(fits, u_key, data, observed):
-    """Over the range of the input: the band of the predictor and of a new observation, per method
-    (point fits: the Wald band and the plug-in predictive; posteriors: their predictive)."""
-    return draw_bands(**band_arrays(fits, u_key, data, observed))
-
-
 def band_arrays(fits, u_key, data, observed) -> dict:
     """What :func:`draw_bands` draws: each method's bands on a grid over the input (numbers)."""
     u = np.asarray(data[u_key], dtype=float)

@@ -154,7 +154,7 @@ def report(
         No progress on the terminal (stderr).
     helper : bool, optional
         Run the work that needs none of this process's compiled programs (the ALTERNATIVES'
-        fits, the prior predictive check, the fits' figures, PNG rendering, NetCDF files) in a
+        fits, the prior predictive check, drawing every figure, PNG rendering, NetCDF files) in a
         helper process beside this one. By default on with two or more cores unless
         ``PROBMODELS_REPORT_HELPER=0``; the answers are the same either way.
 
@@ -265,8 +265,8 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.tables["latent"] = table.loc[latent]
     rep.timings["tables"] = time.perf_counter() - t0
 
-    # 3. the fits' figures: drawn and rendered by the helper while the rest is computed here;
-    # the posterior predictive check here (its replicates are the fit's own, which its file keeps)
+    # 3. the fits' figures, and the posterior predictive check from its replicates (the fit's
+    # own, which its file keeps): drawn and rendered by the helper while the rest is computed
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
     inputs = _figure_inputs(rep, program, data, observed, truth, {})
