@@ -60,32 +60,41 @@ def _selection(f, budget=MAX_PANELS):
     return [name], keep
 
 
-PARTS = ("fits", "noise")
+PARTS = ("fits", "sampler", "noise")
 
 
 def all_figures(inputs: FigureInputs, parts=PARTS) -> dict:
     """The report's figures drawn from its fits (matplotlib), by name: those of the fits
-    (``"fits"``: forest, densities, trace, rank) and the noise models' penalty geometry
-    (``"noise"``: it needs the alternatives' estimates). The posterior predictive check is drawn
-    from its numbers (:func:`ppc_arrays`, :func:`draw_ppc`)."""
+    (``"fits"``: forest, densities), of the MCMC run (``"sampler"``: trace, rank; the report
+    has them drawn as soon as that fit is done, while the other methods fit) and the noise
+    models' penalty geometry (``"noise"``: it needs the alternatives' estimates). The posterior
+    predictive check is drawn from its numbers (:func:`ppc_arrays`, :func:`draw_ppc`)."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"all_figures: unknown parts {sorted(unknown)}; use some of {PARTS}")
     figs = {}
     if "fits" in parts:
         figs.update(_fit_figures(inputs))
+    if "sampler" in parts:
+        figs.update(_sampler_figures(inputs))
     if "noise" in parts:
         figs.update(_noise_figures(inputs))
     return figs
 
 
+def _panels(f):
+    """``(var_names, coords, entries)``: what the figures show of fit ``f`` and how many scalar
+    entries that is."""
+    var_names, coords = _selection(f)
+    entries = int(sum(np.prod(np.shape(f.estimate[v])) for v in var_names)) if not coords else MAX_PANELS
+    return var_names, coords, entries
+
+
 def _fit_figures(inputs: FigureInputs) -> dict:
     figs = {}
-    first = next(iter(inputs.fits.values()))
     fits = {k: f for k, f in inputs.fits.items() if f.draws is not None}
-    var_names, coords = _selection(first)
-    entries = int(sum(np.prod(np.shape(first.estimate[v])) for v in var_names)) if not coords else MAX_PANELS
     if fits:
+        var_names, coords, entries = _panels(next(iter(inputs.fits.values())))
         idatas = [f.to_arviz(log_likelihood=False, posterior_predictive=False) for f in fits.values()]
         axes = az.plot_forest(idatas, model_names=list(fits), var_names=var_names, coords=coords, combined=True, hdi_prob=0.94, figsize=(8, 1.2 + 0.5 * entries * max(1, len(fits) / 3)))
         ax = np.ravel(axes)[0]
@@ -95,8 +104,14 @@ def _fit_figures(inputs: FigureInputs) -> dict:
     label, post = inputs.posterior
     if post is not None:
         figs["densities"] = _densities(inputs.points, label, post, inputs.truth)
+    return figs
+
+
+def _sampler_figures(inputs: FigureInputs) -> dict:
+    figs = {}
     sampler_label, sampler = inputs.sampler
     if sampler is not None:
+        var_names, coords, entries = _panels(sampler)
         idata = sampler.to_arviz(log_likelihood=False, posterior_predictive=False)
         axes = az.plot_trace(idata, var_names=var_names, coords=coords, compact=True, figsize=(10, 1.8 * len(var_names)))
         np.ravel(axes)[0].figure.suptitle(f"{sampler_label} trace" + (" (leading entries)" if coords else ""))

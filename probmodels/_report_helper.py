@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import itertools
 import pickle
 import queue
 import subprocess
@@ -82,7 +83,9 @@ class Helper:
         """A new helper process, or ``started``: one :func:`probmodels_launch.spawn` started
         (the command starts it before its own imports)."""
         self.proc, self._out, self._in = started if started is not None else probmodels_launch.spawn()
-        self._tasks: queue.Queue = queue.Queue()
+        # (rank, order, task, future): rank 0 first, then the tasks asked for later (rank 1)
+        self._tasks: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._pending: deque = deque()
         self._served = 0
         self.answered = 0  # tasks the helper served (a test checks that a report used it)
@@ -94,17 +97,27 @@ class Helper:
     def alive(self) -> bool:
         return not self._broken and self.proc.poll() is None
 
-    def submit(self, task: str, *args) -> Future:
+    def submit(self, task: str, *args, later: bool = False) -> Future:
+        """Queue ``task``; ``later=True``: after every task queued without it, whenever it was
+        queued (the report's files, which the helper writes when it would otherwise wait)."""
         future: Future = Future()
+        rank = 1 if later else 0
         self._served += 1
         if self._served % _CLEAR_EVERY == 0:  # keep the helper under vm.max_map_count
-            self._tasks.put((("clear", ()), Future()))
-        self._tasks.put(((task, args), future))
+            self._tasks.put((rank, next(self._order), ("clear", ()), Future()))
+        self._tasks.put((rank, next(self._order), (task, args), future))
         return future
 
     def _send(self):
         while True:
-            item, future = self._tasks.get()
+            # one task at a time in the helper's hands: the rest stay queued here, where the
+            # main process can still take them back (take_back) when it would otherwise wait,
+            # and the next one is chosen when the helper is free (a task queued meanwhile
+            # goes before those asked for later)
+            sent_one = False
+            while not self._broken and not sent_one:
+                sent_one = self._free.acquire(timeout=0.2)
+            _, _, item, future = self._tasks.get()
             if item is _STOP:  # end of input: the helper's loop ends
                 try:
                     self._out.close()
@@ -116,12 +129,9 @@ class Helper:
             except Exception as err:  # an object that does not pickle: done in the main process
                 if future is not None and future.set_running_or_notify_cancel():
                     future.set_exception(err)
+                if sent_one:
+                    self._free.release()
                 continue
-            # one task at a time in the helper's hands: the rest stay queued here, where the
-            # main process can still take them back (take_back) when it would otherwise wait
-            sent_one = False
-            while not self._broken and not sent_one:
-                sent_one = self._free.acquire(timeout=0.2)
             if future is not None and not future.set_running_or_notify_cancel():
                 if sent_one:
                     self._free.release()
@@ -163,7 +173,7 @@ class Helper:
                 future.set_exception(RuntimeError(f"the report's helper process stopped: {err!r}"))
 
     def close(self, wait: bool = True):
-        self._tasks.put((_STOP, None))
+        self._tasks.put((2, next(self._order), _STOP, None))
         if not wait:
             return
         try:

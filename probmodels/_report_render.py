@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import _io, _report_helper
 
-__all__ = ["write", "markdown_table", "shown_findings", "timing_table"]
+__all__ = ["write", "fit_files", "write_back", "markdown_table", "shown_findings", "timing_table"]
 
 CAPTIONS = {
     "forest": "All methods side by side: 94% Wald intervals for the point fits (their Gaussian approximation) and 94% HDIs for the posteriors.",
@@ -113,11 +113,42 @@ def shown_findings(findings):
 
 def timing_table(rep, write_s: float):
     """Add the time spent writing files and a remainder row, so the table sums to the total."""
-    rep.timings["writing files"] = write_s
+    rep.timings["writing files"] = rep.timings.pop("writing files", 0.0) + write_s  # (files begun earlier too)
     rep.timings["total"] = rep.timings.get("total", 0.0) + write_s
     listed = sum(v for k, v in rep.timings.items() if k not in ("total", "other"))
     rep.timings["other"] = max(rep.timings["total"] - listed, 0.0)
     rep.timings["total"] = rep.timings.pop("total")  # last row
+
+
+def fit_files(rep, out: str) -> list:
+    """The fits' NetCDF files, ``[[helper task or None, InferenceData, path], ...]``, queued for
+    the helper when the report has one, behind every other task (the report queues them before
+    its predictive figures: the helper writes them when it would otherwise wait)."""
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for label, f in rep.fits.items():
+        path = os.path.join(out, f"fit_{f.method}.nc")
+        # what the report shows: a point fit's estimate and covariance (not 4000 draws of its
+        # Gaussian approximation), a posterior's draws, the log-likelihood of NUTS and of the fit
+        # whose LOO is shown (draws x observations: 7 MB for 4000 draws of 236 rows); probmodels.load
+        # reads each back as a Fit (Fit.save writes the same file)
+        idata = _io.netcdf_data(f, draws=not f.is_point, log_likelihood=f.method == "nuts" or label == rep.loo_fit)
+        pending = rep.helper.submit("netcdf", idata, path, later=True) if rep.helper is not None else None
+        written.append([pending, idata, path])
+    return written
+
+
+def write_back(written: list, until=None) -> None:
+    """Write here the files of :func:`fit_files` that the helper has not started, taken from
+    the back of its queue while it works from the front (so that neither waits while the other
+    has work queued), until ``until()`` is true."""
+    for item in reversed(written):
+        if until is not None and until():
+            return
+        pending, idata, _ = item
+        if idata is not None and _report_helper.take_back(pending):
+            idata.to_netcdf(item[2])
+            item[0] = item[1] = None
 
 
 def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
@@ -130,23 +161,9 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
         path = os.path.join(out, f"{key}.csv")
         _flat_columns(df).to_csv(path)
         files.append(path)
-    written = []
-    for label, f in rep.fits.items():
-        path = os.path.join(out, f"fit_{f.method}.nc")
-        # what the report shows: a point fit's estimate and covariance (not 4000 draws of its
-        # Gaussian approximation), a posterior's draws, the log-likelihood of NUTS and of the fit
-        # whose LOO is shown (draws x observations: 7 MB for 4000 draws of 236 rows); probmodels.load
-        # reads each back as a Fit (Fit.save writes the same file)
-        idata = _io.netcdf_data(f, draws=not f.is_point, log_likelihood=f.method == "nuts" or label == rep.loo_fit)
-        pending = rep.helper.submit("netcdf", idata, path) if rep.helper is not None else None
-        written.append((pending, idata, path))
-        files.append(path)
-    # the helper works through its queue (the PNGs, then these files) from the front; this
-    # process takes tasks from the back until the two meet
-    for i, (pending, idata, path) in reversed(list(enumerate(written))):
-        if _report_helper.take_back(pending):
-            idata.to_netcdf(path)
-            written[i] = (None, None, path)
+    written = rep.pending_files or fit_files(rep, out)
+    files += [path for _, _, path in written]
+    write_back(written)
     pngs = {key: rep.pngs.get(key) for key in rep.figures}
     for key in reversed(list(pngs)):
         if _report_helper.take_back(pngs[key]):
@@ -162,6 +179,7 @@ def write(rep, out: str, *, quick: bool = False, model_path: str = "") -> list:
     for pending, idata, path in written:  # (written by the helper, or here)
         if idata is not None:
             _report_helper.resolve(pending, lambda: idata.to_netcdf(path))
+    rep.pending_files = []  # (written: their InferenceData need not stay in memory)
     timing_table(rep, time.perf_counter() - t0)
 
     md = [f"# {rep.title}", "", rep.description, ""]

@@ -47,6 +47,10 @@ class Later:
     def __init__(self, rep, future, local):
         self._rep, self._future, self._local = rep, future, local
 
+    def ready(self) -> bool:
+        """True when :meth:`get` would not wait."""
+        return self._future is None or self._future.done()
+
     def get(self) -> dict:
         if self._future is None or _report_helper.take_back(self._future):
             return self._local()
@@ -70,7 +74,7 @@ def figures(rep, pending, inputs, parts) -> Later:
     if pending.get("helper") is None:
         got = local()
         return Later(rep, None, lambda: got)
-    recipe = _recipe(inputs, "fits" in parts)
+    recipe = _recipe(inputs, parts)
     return Later(rep, pending["helper"].submit("figures", pending["path"], inputs.data, recipe, parts, rep.helper is not None), local)
 
 
@@ -87,18 +91,23 @@ def drawing(rep, pending, name: str, key: str, arrays: dict) -> Later:
     return Later(rep, pending["helper"].submit("draw", name, key, arrays, rep.helper is not None), local)
 
 
-def _recipe(inputs, with_fits: bool) -> dict:
-    """What the helper needs to draw the figures of ``inputs`` (:func:`_report_helper.figures`):
-    the fits as ``_io.state`` (numbers and InferenceData) and the report's choices."""
+def _recipe(inputs, parts) -> dict:
+    """What the helper needs to draw the figures ``parts`` of ``inputs``
+    (:func:`_report_helper.figures`): the fits they show as ``_io.state`` (numbers and
+    InferenceData; the MCMC run's alone for the ``"sampler"`` part) and the report's choices."""
     from . import _io
 
-    states = {
-        label: _io.state(f, log_likelihood=False, posterior_predictive=False) for label, f in inputs.fits.items()
-    } if with_fits else {}
+    if "fits" in parts:
+        shown = dict(inputs.fits)
+    elif "sampler" in parts and inputs.sampler[1] is not None:
+        shown = dict([inputs.sampler])
+    else:
+        shown = {}
+    states = {label: _io.state(f, log_likelihood=False, posterior_predictive=False) for label, f in shown.items()}
     return dict(
         states=states,
-        posterior=inputs.posterior[0] if with_fits else None,
-        sampler=inputs.sampler[0] if with_fits else None,
+        posterior=inputs.posterior[0] if inputs.posterior[0] in states else None,
+        sampler=inputs.sampler[0] if inputs.sampler[0] in states else None,
         truth=inputs.truth,
         observed=inputs.observed,
         point_values=inputs.point_values,

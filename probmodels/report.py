@@ -68,6 +68,7 @@ class Report:
     loo_fit: str | None = None  # the fit whose LOO the noise-model comparison shows
     pngs: dict = field(default_factory=dict, repr=False)  # figure -> PNG bytes, or a helper's Future
     helper: object = field(default=None, repr=False, compare=False)  # the helper process, if used
+    pending_files: list = field(default_factory=list, repr=False, compare=False)  # NetCDF files queued early
 
 
 def load_spec(path):
@@ -199,7 +200,7 @@ def report(
     # ArviZ's own warnings become findings, not raw console output
     with warnings.catch_warnings(record=True) as raw:
         warnings.simplefilter("always")
-        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending)
+        _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending, out)
     rep.findings += _gathered(raw)
     rep.timings["total"] = time.perf_counter() - t_all
     if out is not None:
@@ -221,10 +222,11 @@ def _gathered(records) -> list:
     return out
 
 
-def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending):
-    """The report's fits, tables and figures, each step timed into ``rep.timings``."""
-    from . import _report_figures as figs
+def _run(rep, program, data, methods, options, observed, truth, alternatives, quiet, pending, out=None):
+    """The report's fits, tables and figures, each step timed into ``rep.timings`` (and, with
+    a helper, the fits' files to ``out`` begun)."""
     from . import _report_workflow as workflow
+    from ._report_render import fit_files, write_back
 
     name = rep.name
     n_obs = len(np.asarray(data[observed])) if observed in data else 0
@@ -234,10 +236,13 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     ones = np.ones(n_obs) if n_obs >= MIN_HELDOUT else None
     weighted = {}
 
-    # 1. every method on all the data
+    # 1. every method on all the data, the MCMC run first: its trace, rank and predictive check
+    # figures are drawn (by the helper) while the other methods fit
+    order = sorted(methods, key=lambda m: REGISTRY[m].kind != "sampler")
     noise = None  # the noise models' figure: drawn by the helper once the point fits are done
-    for i, m in enumerate(methods, 1):
-        _progress(f"[{i}/{len(methods)}] {LABELS[m]}: fitting {name} ...", quiet)
+    later, sampler_done, ppc_of, figures_s = [], False, None, 0.0
+    for i, m in enumerate(order, 1):
+        _progress(f"[{i}/{len(order)}] {LABELS[m]}: fitting {name} ...", quiet)
         t0 = time.perf_counter()
         f = _weighted_fit(program, data, m, options.get(m, {}), ones)
         weighted[m] = f is not None
@@ -250,9 +255,18 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
             f"converged={d['converged']}, {len(d['warnings'])} warning(s)",
             quiet,
         )
+        if f.kind == "sampler" and not sampler_done:
+            t1, sampler_done = time.perf_counter(), True
+            inputs = _figure_inputs(rep, program, data, observed, truth, {})
+            later.append(tasks.figures(rep, pending, inputs, ("sampler",)))
+            ppc_of = _ppc(rep, pending, later, program, data, observed, inputs.posterior)
+            figures_s += time.perf_counter() - t1
         early = _alternatives_done(pending, alternatives)
-        if noise is None and early is not None and not any(REGISTRY[k].kind == "point" for k in methods[i:]):
+        if noise is None and early is not None and not any(REGISTRY[k].kind == "point" for k in order[i:]):
             noise = tasks.figures(rep, pending, _figure_inputs(rep, program, data, observed, truth, alternatives, early), ("noise",))
+    for key in (LABELS[m] for m in methods):  # (tables and timings in the order asked for)
+        rep.fits[key] = rep.fits.pop(key)
+        rep.timings[key] = rep.timings.pop(key)
 
     # 2. tables
     t0 = time.perf_counter()
@@ -270,12 +284,11 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     _progress("figures ...", quiet)
     t0 = time.perf_counter()
     inputs = _figure_inputs(rep, program, data, observed, truth, {})
-    later = [tasks.figures(rep, pending, inputs, ("fits",))]
-    label, post = inputs.posterior
-    if post is not None and observed in data:
-        later.append(tasks.drawing(rep, pending, "ppc", "ppc", figs.ppc_arrays(program, data, observed, post, label)))
+    later.append(tasks.figures(rep, pending, inputs, ("fits",) if sampler_done else ("fits", "sampler")))
+    if inputs.posterior[0] != ppc_of:  # (the MCMC run's is on its way)
+        _ppc(rep, pending, later, program, data, observed, inputs.posterior)
     rep.figures = {}
-    rep.timings["figures"] = time.perf_counter() - t0
+    rep.timings["figures"] = figures_s + time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if n_obs >= MIN_HELDOUT:
@@ -322,6 +335,13 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.timings["noise-model comparison (LOO)"] = time.perf_counter() - t0
         _put_before(rep.tables, "loo", ("criteria", "sensitivity"))
 
+    # the fits' files, queued for the helper behind the figures: it writes them while this
+    # process predicts, and this one takes back those it has not begun when it would wait
+    t0 = time.perf_counter()
+    if out is not None and rep.helper is not None:
+        rep.pending_files = fit_files(rep, out)
+    files_s = time.perf_counter() - t0
+
     # the noise models' figure (with the alternatives' estimates) and the predictive figures
     _progress("predictive figures ...", quiet)
     t0 = time.perf_counter()
@@ -339,11 +359,17 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
             rep.figures[key] = got
     tasks.render(rep)
     rep.timings["predictive figures"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for got in later:  # (the helper's figures, waited for here, at the end)
+    t0, waited_s = time.perf_counter(), 0.0
+    for got in later:  # (the helper's figures, waited for here, at the end: files written meanwhile)
+        t1 = time.perf_counter()
+        write_back(rep.pending_files, until=got.ready)
+        waited_s += time.perf_counter() - t1
         rep.figures.update(got.get())
     rep.figures = tasks.in_order(rep.figures)
-    rep.timings["figures"] += time.perf_counter() - t0
+    rep.timings["figures"] += time.perf_counter() - t0 - waited_s
+    files_s += waited_s
+    if files_s:
+        rep.timings["writing files"] = files_s
     import matplotlib.pyplot as plt
 
     for fig in rep.figures.values():  # the Report holds them, pyplot need not: no pile of open
@@ -353,6 +379,18 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     for key in order:
         if key in rep.timings:
             rep.timings[key] = rep.timings.pop(key)
+
+
+def _ppc(rep, pending, later, program, data, observed, posterior):
+    """The posterior predictive check of ``posterior`` (``(label, fit)``) on its way to the
+    figures (``later``): its label, or None when there is none to draw."""
+    from . import _report_figures as figs
+
+    label, post = posterior
+    if post is None or observed not in data:
+        return None
+    later.append(tasks.drawing(rep, pending, "ppc", "ppc", figs.ppc_arrays(program, data, observed, post, label)))
+    return label
 
 
 def _put_before(d: dict, key, later: tuple) -> None:

@@ -71,7 +71,7 @@ def test_helper_gives_the_same_report(tmp_path, alone):
 def test_failed_helper_tasks_are_redone_here(tmp_path, monkeypatch, alone):
     """Every task the helper fails (here: all of them) is done in the main process instead."""
 
-    def failing(self, task, *args):
+    def failing(self, task, *args, **options):
         future = _report_helper.Future()
         future.set_exception(RuntimeError(f"{task}: simulated failure"))
         return future
@@ -144,6 +144,48 @@ ERRING = textwrap.dedent(
         return {"u": u, "x": 0.5 * u + np.random.default_rng(0).normal(size=30)}
     '''
 )
+
+
+def test_tasks_asked_for_later_wait_for_the_others(tmp_path):
+    """A task submitted with later=True (the report's NetCDF files) goes to the helper after
+    every other task queued before the helper is free, whenever that one was queued."""
+    import pickle
+
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0.0, 1.0])
+    idata = az.from_dict(posterior={"a": np.zeros((1, 5))})
+    done = []
+    h = _report_helper.Helper()
+    try:
+        busy = h.submit("render", pickle.dumps(fig))  # sent at once: the helper busy with it (and its imports)
+        files = [h.submit("netcdf", idata, str(tmp_path / f"f{i}.nc"), later=True) for i in range(2)]
+        figure = h.submit("render", pickle.dumps(fig))
+        for name, fut in [("busy", busy), ("file 0", files[0]), ("file 1", files[1]), ("figure", figure)]:
+            fut.add_done_callback(lambda f, name=name: done.append(name))
+        assert _report_helper.resolve(figure, lambda: None).startswith(b"\x89PNG")
+        for f in files:
+            _report_helper.resolve(f, lambda: None)
+        assert done == ["busy", "figure", "file 0", "file 1"]  # the figure first, the files in their order
+        assert all((tmp_path / f"f{i}.nc").exists() for i in range(2))
+    finally:
+        plt.close(fig)
+        h.close()
+
+
+def test_fits_and_timings_in_the_order_asked_for(alone):
+    """The report fits its MCMC run first (its figures are drawn while the rest fit) but lists
+    the fits, its tables and its timings in the order of the methods asked for."""
+    from probmodels.report import LABELS, REPORT_METHODS
+
+    rep = alone[0]
+    labels = [LABELS[m] for m in REPORT_METHODS]
+    assert REPORT_METHODS[-1] == "nuts" and list(rep.fits) == labels
+    assert [k for k in rep.timings if k in labels] == labels
+    assert list(rep.tables["criteria"].index) != [] and set(rep.tables["criteria"].index) == set(labels)
+    assert [k for k in rep.figures if k in ("trace", "rank", "ppc")] == ["trace", "rank", "ppc"]
 
 
 def test_helper_is_a_switch():
