@@ -363,3 +363,31 @@ def test_report_for_a_new_user(tmp_path):
     g = probmodels.load(str(out / "fit_mle.nc"))
     assert g.to_arviz().posterior.sizes["draw"] == 1 and os.path.getsize(out / "fit_mle.nc") < 100_000
     np.testing.assert_array_equal(g.estimate["w"], rep.fits["MLE"].estimate["w"])
+
+
+def test_the_command_leaves_out_only_jax_teardown():
+    """The ``probmodels`` command runs the exit handlers before its quick exit, less JAX's
+    (it destroys the backends, which the exit frees anyway), and keeps that one while JAX's
+    distributed runtime is up (it shuts the runtime down)."""
+    script = textwrap.dedent(
+        """
+        import atexit, sys
+        import jax, jax.numpy as jnp
+        from jax._src import distributed, xla_bridge
+        from probmodels import cli
+        jnp.ones(3).sum().block_until_ready()  # a backend in use
+        ran = []
+        atexit.register(lambda: ran.append("ours"))
+        if sys.argv[1] == "up":
+            distributed.global_state.client = object()  # (a runtime "up")
+        cli._skip_jax_teardown()
+        distributed.global_state.client = None
+        atexit._run_exitfuncs()
+        print(ran, xla_bridge._default_backend is not None)
+        """
+    )
+    out = {
+        state: subprocess.run([sys.executable, "-c", script, state], capture_output=True, text=True, timeout=300).stdout.strip()
+        for state in ("down", "up")
+    }
+    assert out == {"down": "['ours'] True", "up": "['ours'] False"}, out
