@@ -30,6 +30,11 @@ _BOOT = (
     "sys.path[:] = pickle.load(r)\n"
     "from probmodels._report_helper import serve\n"
     "serve(r, w)\n"
+    # its tasks answered, it leaves without the interpreter's teardown (~1 s with JAX, ArviZ
+    # and matplotlib loaded), which would only hold up whoever reads the stderr it shares
+    # (`probmodels report ... 2>&1 | tee log` waits for every writer to close it)
+    "sys.stderr.flush()\n"
+    "os._exit(0)\n"
 )
 _EARLY = None  # (process, task pipe, result pipe) started by console(), until taken
 
