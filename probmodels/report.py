@@ -367,9 +367,8 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
         rep.figures.update(got.get())
     rep.figures = tasks.in_order(rep.figures)
     rep.timings["figures"] += time.perf_counter() - t0 - waited_s
-    files_s += waited_s
-    if files_s:
-        rep.timings["writing files"] = files_s
+    if rep.pending_files:  # (begun here; write() adds its own time)
+        rep.timings["writing files"] = files_s + waited_s
     import matplotlib.pyplot as plt
 
     for fig in rep.figures.values():  # the Report holds them, pyplot need not: no pile of open
