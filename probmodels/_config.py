@@ -16,6 +16,8 @@
   (``xla_cpu_use_fusion_emitters=false``) and LLVM optimisation level 1: a GLM's NUTS program
   compiles in 1.1-1.4 s instead of 1.7-2.6 s, with the same sampling speed (benchmarks/RESULTS.md).
   An option the user set in ``XLA_FLAGS`` is left to them.
+* probmodels' programs (:func:`jit`) kept on disk under their jaxpr as well, so that a new
+  process loads them without lowering them (``_programs.py``).
 * A listener on JAX's compile events so that every ``Fit`` can report the seconds spent
   tracing, lowering and compiling (``diagnostics["compile_s"]``).
 """
@@ -27,6 +29,8 @@ import threading
 import warnings
 
 import jax
+
+from . import _programs
 
 __all__ = ["cache_dir", "clear_compiled", "compile_seconds", "cpu_devices", "jit"]
 
@@ -128,6 +132,7 @@ def clear_compiled() -> int:
     from .solvers import _objective
 
     n = len(_objective._CACHE) + len(predict._CACHE) + len(predict._PRIOR_CACHE)
+    _programs.clear()
     _objective._CACHE.clear()
     predict._CACHE.clear()
     predict._PRIOR_CACHE.clear()
@@ -176,11 +181,15 @@ class _Jit:
     def __init__(self, fun, kwargs):
         self._top = jax.jit(fun, compiler_options=compiler_options(), **kwargs)
         self._nested = jax.jit(fun, **kwargs)
+        self._kept = _programs.Programs(self._top, kwargs, fun)  # (kept on disk by jaxpr)
         self.__wrapped__ = fun
 
     def __call__(self, *args, **kwargs):
         if _tracing():
             return self._nested(*args, **kwargs)
+        out = self._kept.call(args, kwargs)
+        if out is not _programs.MISSING:
+            return out
         try:
             return self._top(*args, **kwargs)
         except Exception as err:  # an option this XLA no longer has: its defaults from now on
@@ -189,6 +198,7 @@ class _Jit:
             global _options
             _options = {}
             self._top = self._nested
+            self._kept.usable = False
             return self._top(*args, **kwargs)
 
     def __getattr__(self, name):  # lower, trace, eval_shape, ...

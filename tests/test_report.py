@@ -242,17 +242,20 @@ def test_report_compiles_nothing_twice(tmp_path, monkeypatch):
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(report_module, name, marked)
-    logger = logging.getLogger("jax._src.compiler")
-    handler, level = Keys(level=logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    # JAX's cache, and probmodels' own for the programs it loads without lowering (_programs.py)
+    loggers = [logging.getLogger("jax._src.compiler"), logging.getLogger("probmodels._programs")]
+    handler, levels = Keys(level=logging.DEBUG), [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
     try:
         path = tmp_path / "line.py"
         path.write_text(SMALL)
         rep = report(str(path), quick=True, quiet=True)
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
     assert "heldout" in rep.tables and len(keys) > 10  # the report ran and its compiles were seen
     repeated = [name for (name, key), n in collections.Counter(keys).items() if n > 1]
     assert not repeated, f"compiled more than once: {repeated}"
