@@ -68,7 +68,7 @@ def clear() -> int:
     return n
 
 
-_STATIC_LEAF = (bool, int, float, complex)
+_PYTHON_SCALARS = (bool, int, float, complex)
 
 
 def _leaf_signature(x):
@@ -78,7 +78,7 @@ def _leaf_signature(x):
         return (x.shape, x.dtype, False, None)
     if isinstance(x, np.generic):
         return ("scalar", x.dtype)
-    if isinstance(x, _STATIC_LEAF):
+    if isinstance(x, _PYTHON_SCALARS):
         return ("python", type(x))
     raise TypeError  # an input jit would treat otherwise: its own path
 
@@ -187,7 +187,7 @@ class Programs:
             repr([(d.id, d.device_kind) for d in jax.devices()]),
             repr(sorted(_config.compiler_options().items())),
             os.environ.get("XLA_FLAGS", ""),
-            repr(sorted((k, repr(v)) for k, v in jax.config.values.items() if not _UNRELATED(k))),
+            repr(sorted((k, repr(v)) for k, v in jax.config.values.items() if not _unrelated(k))),
             self.options,
             repr([x.sharding if isinstance(x, jax.Array) and x.committed else None for x in leaves]),
             text,
@@ -201,7 +201,7 @@ class Programs:
         return h.hexdigest()
 
 
-def _UNRELATED(setting: str) -> bool:
+def _unrelated(setting: str) -> bool:
     """JAX settings that do not change a compiled program (logging, the caches' own settings)."""
     return any(w in setting for w in ("log_compiles", "explain_cache_misses", "compilation_cache", "persistent_cache"))
 
