@@ -165,10 +165,11 @@ class Programs:
             return None
         finally:
             _CAPTURE.options = None
-        # none: compiled before in this process; kept in memory only. A program that compiles
-        # faster than JAX's threshold for its own cache (0.05 s, set in _config) is not kept
-        # either: reading it back would cost about as much
-        if len(seen) == 1 and seen[0][1] >= jax.config.jax_persistent_cache_min_compile_time_secs:
+        # none: compiled before in this process; kept in memory only. Every program is kept,
+        # the smallest too (unlike JAX's cache, which keeps those over 0.05 s): loading one
+        # costs a few milliseconds, lowering it 10-30 ms, and a process that lowers nothing
+        # never imports XLA's MLIR modules (0.3-0.5 s)
+        if len(seen) == 1:
             _store(path, compiled, seen[0][0])
         _LOADED[key, trees] = compiled
         return compiled

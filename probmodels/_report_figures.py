@@ -222,7 +222,10 @@ def noise_models_at(program, data, values, label) -> dict:
     if values is None:
         obj = Objective(program, data)
         values = {k: np.asarray(v) for k, v in obj.natural(obj.z0).items()}
-    tr = handlers.trace(handlers.substitute(program, data=values)).get_trace(**data)
+    run = lambda: handlers.trace(handlers.substitute(program, data=values)).get_trace(**data)  # noqa: E731
+    tr = _staged(run)
+    if tr is None or any(_traced(s.get("infer", {}).get("noise")) for s in tr.values()):
+        tr = run()  # (a noise parameter the program computes with JAX: its value, op by op)
     out = {}
     for name, site in tr.items():
         nm = site.get("infer", {}).get("noise")
@@ -232,6 +235,39 @@ def noise_models_at(program, data, values, label) -> dict:
         shown = f"{name} ~ {nm!r}".replace("noise.", "") + (f" ({nm._summary})" if getattr(nm, "_summary", "") else "")
         out[shown if label == "program" else f"{label}: {shown}"] = nm
     return out
+
+
+def _staged(run):
+    """``run()`` with its JAX operations staged into a jaxpr that is never compiled: run eagerly,
+    each operation (numpyro building a distribution, ``jnp.asarray`` of the observations) is an
+    XLA program of its own, compiled in every process (0.6 s for the report's noise models,
+    most of it importing XLA's MLIR modules). What the noise models hold from the estimate
+    (NumPy values, numbers) stays concrete; None when the program cannot run so."""
+    got = []
+
+    def staged():
+        got.append(run())
+        return 0.0
+
+    try:
+        jax.make_jaxpr(staged)()
+    except Exception:  # (e.g. a Python branch on a JAX value: run it eagerly)
+        return None
+    return got[0]
+
+
+def _traced(nm, depth: int = 0) -> bool:
+    """Whether noise model ``nm`` holds a JAX tracer (in its attributes or its components)."""
+    if nm is None or depth > 4:
+        return False
+    values = list(vars(nm).values()) if hasattr(nm, "__dict__") else []
+    values += list(getattr(nm, "components", None) or [])
+    for v in values:
+        if isinstance(v, jax.core.Tracer) or (isinstance(v, (list, tuple)) and any(isinstance(x, jax.core.Tracer) for x in v)):
+            return True
+        if hasattr(v, "loss_name") and v is not nm and _traced(v, depth + 1):
+            return True
+    return False
 
 
 def _concrete_copy(nm):

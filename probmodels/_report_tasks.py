@@ -51,6 +51,14 @@ class Later:
         """True when :meth:`get` would not wait."""
         return self._future is None or self._future.done()
 
+    def take_back(self) -> bool:
+        """Take the task back from the helper if it has not begun it (:meth:`get` then draws
+        here): True when taken."""
+        if self._future is not None and _report_helper.take_back(self._future):
+            self._future = None
+            return True
+        return False
+
     def get(self) -> dict:
         if self._future is None or _report_helper.take_back(self._future):
             return self._local()

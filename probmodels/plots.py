@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._config import jit
@@ -60,7 +59,7 @@ def plot_penalty_geometry(noise_models, residual=None, ax=None):
         fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
     else:
         fig = ax[0].figure
-    curves = _curves(list(noise_models.values()))(jnp.asarray(r))
+    curves = _curves(list(noise_models.values()))(r)  # (NumPy in: jnp.asarray would compile a program of its own)
     for label, (value, influence) in zip(noise_models, curves):
         ax[0].plot(r, np.asarray(value), label=label, lw=2)
         ax[1].plot(r, np.asarray(influence), label=label, lw=2)

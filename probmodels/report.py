@@ -360,11 +360,24 @@ def _run(rep, program, data, methods, options, observed, truth, alternatives, qu
     tasks.render(rep)
     rep.timings["predictive figures"] = time.perf_counter() - t0
     t0, waited_s = time.perf_counter(), 0.0
-    for got in later:  # (the helper's figures, waited for here, at the end: files written meanwhile)
+    # the helper's figures, collected here at the end; while it works from the front of its
+    # queue, this process takes tasks from the back (files, then figures it has not begun), so
+    # that neither waits while the other has work queued
+    while later:
+        for got in [g for g in later if g.ready()]:
+            rep.figures.update(got.get())
+            later.remove(got)
+        if not later:
+            break
         t1 = time.perf_counter()
-        write_back(rep.pending_files, until=got.ready)
+        wrote = write_back(rep.pending_files, one=True)
         waited_s += time.perf_counter() - t1
+        if wrote:
+            continue
+        stolen = next((g for g in reversed(later) if g.take_back()), None)
+        got = stolen if stolen is not None else later[0]  # (else wait for the helper's first)
         rep.figures.update(got.get())
+        later.remove(got)
     rep.figures = tasks.in_order(rep.figures)
     rep.timings["figures"] += time.perf_counter() - t0 - waited_s
     if rep.pending_files:  # (begun here; write() adds its own time)

@@ -156,3 +156,40 @@ def test_outputs_named_after_the_inputs_keep_their_names():
     assert sorted(first) == ["a", "b"] and sorted(second) == ["c", "d"]
     np.testing.assert_array_equal(second["c"], 2 * x)
     np.testing.assert_array_equal(second["d"], 3 * y)
+
+
+# the report helper's figures that run JAX outside a fit: the noise models at an estimate (the
+# program run outside any trace) and the prior predictive check
+FIGURES = """
+import json, sys, collections
+import jax, numpy as np
+events = collections.Counter()
+jax.monitoring.register_event_duration_secs_listener(lambda e, d, **k: events.update([e.rsplit("/", 1)[-1]]))
+import probmodels
+from probmodels import _report_figures as figs, _report_helper
+from probmodels.examples import robust_line as rl
+d = rl.data()
+models = figs.noise_models_at(rl.program, d, {"slope": np.array(2.0), "intercept": np.array(1.0), "scale": np.array(0.5)}, "program")
+fig = figs.plot_penalty_geometry(models)
+prior, note = _report_helper.prior_figure(rl.program, d, "x")
+print(json.dumps(dict(
+    models={k: [type(m).__name__, float(m.scale), float(getattr(m, "df", 0.0))] for k, m in models.items()},
+    curve=[float(v) for v in fig.axes[0].lines[0].get_ydata()[::100]],
+    lowered=events["jaxpr_to_mlir_module_duration"],
+    mlir=any("mlir.dialects.mhlo" in m for m in sys.modules),
+)))
+"""
+
+
+def test_the_figures_lower_nothing_in_a_fresh_process(tmp_path):
+    """Reference: the first process, which compiled every program. A program that compiles in
+    milliseconds is kept too, and the noise models are read off the program without running its
+    JAX operations one by one (each would be an XLA program of its own, compiled in every
+    process): the second process lowers nothing, not even XLA's MLIR modules are imported,
+    and it draws the same curves."""
+    first = _run(FIGURES, tmp_path)
+    second = _run(FIGURES, tmp_path)
+    assert first["lowered"] > 0
+    assert second["lowered"] == 0 and not second["mlir"], second
+    assert second["models"] == first["models"] and second["curve"] == first["curve"]
+    assert list(first["models"].values()) == [["StudentT", 0.5, 4.0]]

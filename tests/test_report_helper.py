@@ -6,6 +6,7 @@ import os
 import textwrap
 
 import numpy as np
+import numpyro.distributions as dist
 import pandas as pd
 import pytest
 from PIL import Image
@@ -313,3 +314,35 @@ def test_render_png_is_savefig_tight(where):
     rows, cols = np.indices(a.shape)
     for grid in (rows, cols):
         assert abs((grid * ink_a).sum() / ink_a.sum() - (grid * ink_b).sum() / ink_b.sum()) < 1.0
+
+
+def test_noise_models_are_read_off_the_program_as_when_it_runs_eagerly():
+    """Reference: the program run op by op (numpyro's handlers outside any trace). The staged
+    run gives the same noise models; a noise scale the program computes with JAX (a tracer when
+    staged) makes it run eagerly, so the figure still gets its value."""
+    import jax.numpy as jnp
+    from numpyro import handlers
+
+    from probmodels import noise, observe, param
+    from probmodels._report_figures import noise_models_at
+
+    def eager(program, data, values):
+        tr = handlers.trace(handlers.substitute(program, data=values)).get_trace(**data)
+        return [s["infer"]["noise"] for s in tr.values() if s.get("infer", {}).get("noise") is not None]
+
+    def plain(u, x=None):
+        s = param("s", prior=dist.HalfNormal(1.0))
+        return observe("x", 1.0 + u + noise.StudentT(df=3.0, scale=s), obs=x)
+
+    def computed(u, x=None):
+        log_s = param("log_s")
+        return observe("x", 1.0 + u + noise.Laplace(jnp.exp(log_s) * jnp.ones_like(u)), obs=x)
+
+    u = np.linspace(0, 1, 20)
+    data = {"u": u, "x": u + 0.1}
+    for program, values in ((plain, {"s": np.array(0.7)}), (computed, {"log_s": np.array(-1.0)})):
+        got = list(noise_models_at(program, data, values, "program").values())
+        want = eager(program, data, values)
+        assert [type(m) for m in got] == [type(m) for m in want]
+        for g, w in zip(got, want):
+            assert float(g.scale) == pytest.approx(float(np.median(np.asarray(w.scale))), rel=1e-15)
