@@ -795,9 +795,16 @@ def test_vectorized_gamma_and_student_t_samplers(impl):
         assert np.all(g > 0)
         assert st.kstest(g, st.gamma(a).cdf).pvalue > 1e-3, a
         assert abs(g.mean() - a) < 5 * np.sqrt(a / n), a
-    d = noise.StudentT(df=3.0, scale=2.0).distribution(1.0)
-    x = np.asarray(jax.jit(lambda k: d.sample(k, (n,)))(key))
-    assert st.kstest(x, st.t(3.0, loc=1.0, scale=2.0).cdf).pvalue > 1e-3
+    # a whole df (the chi-square as a sum of squared normals) and others (the gamma sampler)
+    for df, whole in ((3.0, 3), (30.0, 30), (2.5, None), (31.0, None)):
+        d = noise.StudentT(df=df, scale=2.0).distribution(1.0)
+        assert d.whole_df == whole
+        x = np.asarray(jax.jit(lambda k, d=d: d.sample(k, (n,)))(key))
+        assert st.kstest(x, st.t(df, loc=1.0, scale=2.0).cdf).pvalue > 1e-3, df
+    # expanded over observations and batched over draws, as predictions run it
+    d = noise.StudentT(df=4.0, scale=2.0).distribution(np.zeros(50)).expand((4, 50))
+    x = np.asarray(jax.jit(jax.vmap(lambda k: d.sample(k)))(jax.random.split(key, 500)))
+    assert x.shape == (500, 4, 50) and st.kstest(x.ravel(), st.t(4.0, scale=2.0).cdf).pvalue > 1e-3
     # batched as predictions run it: one key per draw
     keys = jax.random.split(key, 500)
     g = np.asarray(jax.jit(jax.vmap(lambda k: gamma(k, jnp.array([0.5, 2.0]), (2,))))(keys))
