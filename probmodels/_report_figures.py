@@ -12,6 +12,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.infer import Predictive
 
+from .noise import NoiseModel
 from .plots import plot_penalty_geometry
 
 __all__ = ["all_figures", "noise_models_at", "room_below", "ppc_arrays", "draw_ppc", "FigureInputs", "PARTS"]
@@ -256,18 +257,13 @@ def _staged(run):
     return got[0]
 
 
-def _traced(nm, depth: int = 0) -> bool:
-    """Whether noise model ``nm`` holds a JAX tracer (in its attributes or its components)."""
-    if nm is None or depth > 4:
-        return False
-    values = list(vars(nm).values()) if hasattr(nm, "__dict__") else []
-    values += list(getattr(nm, "components", None) or [])
-    for v in values:
-        if isinstance(v, jax.core.Tracer) or (isinstance(v, (list, tuple)) and any(isinstance(x, jax.core.Tracer) for x in v)):
-            return True
-        if hasattr(v, "loss_name") and v is not nm and _traced(v, depth + 1):
-            return True
-    return False
+def _traced(v) -> bool:
+    """Whether ``v`` (a noise model: its attributes, its components) holds a JAX tracer."""
+    if isinstance(v, jax.core.Tracer):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_traced(x) for x in v)
+    return isinstance(v, NoiseModel) and any(_traced(x) for x in vars(v).values())
 
 
 def _concrete_copy(nm):

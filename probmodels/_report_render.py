@@ -138,15 +138,12 @@ def fit_files(rep, out: str) -> list:
     return written
 
 
-def write_back(written: list, until=None, one: bool = False) -> bool:
+def write_back(written: list, one: bool = False) -> bool:
     """Write here the files of :func:`fit_files` that the helper has not started, taken from
     the back of its queue while it works from the front (so that neither waits while the other
-    has work queued), until ``until()`` is true (``one``: one file at most); True when it
-    wrote any."""
+    has work queued); ``one``: one file at most. True when it wrote any."""
     wrote = False
     for item in reversed(written):
-        if until is not None and until():
-            return wrote
         pending, idata, _ = item
         if idata is not None and _report_helper.take_back(pending):
             idata.to_netcdf(item[2])

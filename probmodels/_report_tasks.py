@@ -60,7 +60,7 @@ class Later:
         return False
 
     def get(self) -> dict:
-        if self._future is None or _report_helper.take_back(self._future):
+        if self._future is None or self.take_back():
             return self._local()
         here = lambda: {k: (f, None) for k, f in self._local().items()}  # noqa: E731
         out = {}

@@ -64,10 +64,8 @@ CHANGED = """
 import json, sys
 import numpy as np
 import jax.numpy as jnp
-import jax
 import probmodels
 from probmodels._config import jit
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # (kept however fast it compiles)
 scale, table, op = float(sys.argv[2]), np.asarray(json.loads(sys.argv[3])), sys.argv[4]
 f = jit(lambda x: getattr(jnp, op)(x) * scale + jnp.asarray(table))
 print(json.dumps(dict(out=np.asarray(f(np.arange(3.0))).tolist(), files=len(os.listdir(sys.argv[1])))))
