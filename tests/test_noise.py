@@ -790,16 +790,19 @@ def test_vectorized_gamma_and_student_t_samplers(impl):
 
     key = jax.random.key(7, impl=impl)
     n = 100_000
+    draw_gamma = jax.jit(lambda k, a: gamma(k, a, (n,)))  # (one program: the shape is an input)
     for a in (0.05, 0.4, 1.0, 3.0, 250.0):
-        g = np.asarray(jax.jit(lambda k, a=a: gamma(k, a, (n,)))(key))
+        g = np.asarray(draw_gamma(key, a))
         assert np.all(g > 0)
         assert st.kstest(g, st.gamma(a).cdf).pvalue > 1e-3, a
         assert abs(g.mean() - a) < 5 * np.sqrt(a / n), a
-    # a whole df (the chi-square as a sum of squared normals) and others (the gamma sampler)
+    # a whole df (the chi-square as a sum of squared normals) and others (the gamma sampler);
+    # the distribution is an input: one program per whole df, one for the others
+    draw_t = jax.jit(lambda k, d: d.sample(k, (n,)))
     for df, whole in ((3.0, 3), (30.0, 30), (2.5, None), (31.0, None)):
         d = noise.StudentT(df=df, scale=2.0).distribution(1.0)
         assert d.whole_df == whole
-        x = np.asarray(jax.jit(lambda k, d=d: d.sample(k, (n,)))(key))
+        x = np.asarray(draw_t(key, d))
         assert st.kstest(x, st.t(df, loc=1.0, scale=2.0).cdf).pvalue > 1e-3, df
     # expanded over observations and batched over draws, as predictions run it
     d = noise.StudentT(df=4.0, scale=2.0).distribution(np.zeros(50)).expand((4, 50))
