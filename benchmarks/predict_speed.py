@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         S = jnp.asarray(np.asarray(post["s"]).reshape(-1)) if "s" in post else None
 
         @jax.jit
-        def by_hand(key, Xn, W=W, B=B, S=S):
+        def by_hand(key, Xn):
             eta = W @ Xn.T + B[:, None]
             u = jax.random.uniform(key, eta.shape, dtype=eta.dtype)
             if S is None:

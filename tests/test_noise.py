@@ -790,7 +790,7 @@ def test_vectorized_gamma_and_student_t_samplers(impl):
 
     key = jax.random.key(7, impl=impl)
     n = 100_000
-    draw_gamma = jax.jit(lambda k, a: gamma(k, a, (n,)))  # (one program: the shape is an input)
+    draw_gamma = jax.jit(lambda k, a: gamma(k, a, (n,)))  # (one program: the shape parameter is an input)
     for a in (0.05, 0.4, 1.0, 3.0, 250.0):
         g = np.asarray(draw_gamma(key, a))
         assert np.all(g > 0)
